@@ -1,0 +1,38 @@
+"""The package's own config keys, added to a Detectron2 config by `add_resnet_backbone_config`.
+
+The residual backbones read Detectron2's own `MODEL.RESNETS.*` and `MODEL.BACKBONE.FREEZE_AT`
+keys wherever they mean the same thing (depth, norm, stride placement, output features), so an
+existing Detectron2 config changes only `MODEL.BACKBONE.NAME`. What the paper has and Detectron2
+does not (shortcut options, plain nets, VGG-16) lives under `MODEL.RESNET_BACKBONE` / `MODEL.VGG`.
+"""
+from detectron2.config import CfgNode as CN
+
+
+def add_resnet_backbone_config(cfg):
+    """Add this package's keys (with their defaults) to `cfg` in place; safe to call twice."""
+    if "RESNET_BACKBONE" in cfg.MODEL:
+        return cfg
+    cfg.MODEL.RESNET_BACKBONE = CN()
+    # Paper Sec. 3.3 shortcut option: "A" = identity, zero-padded channels where they grow
+    # (no parameters); "B" = 1x1 projection only where the shape changes (the paper's default
+    # and Detectron2's); "C" = 1x1 projection on every block.
+    cfg.MODEL.RESNET_BACKBONE.SHORTCUT = "B"
+    # False builds the paper's "plain" counterpart: the same layers without any shortcut.
+    cfg.MODEL.RESNET_BACKBONE.RESIDUAL = True
+
+    cfg.MODEL.VGG = CN()
+    # Only VGG-16 (configuration "D" of Simonyan & Zisserman) is provided.
+    cfg.MODEL.VGG.DEPTH = 16
+    # Conv blocks to freeze, counted from the input: 2 freezes conv1_* and conv2_* as the
+    # Faster R-CNN paper did; 0 trains everything.
+    cfg.MODEL.VGG.FREEZE_AT = 2
+    # Any of "conv1".."conv5" (the outputs of conv1_2 .. conv5_3, strides 1, 2, 4, 8, 16:
+    # pool5 is dropped as in Faster R-CNN, so conv5_3 is the stride-16 feature map).
+    cfg.MODEL.VGG.OUT_FEATURES = ["conv5"]
+
+    cfg.MODEL.ROI_BOX_HEAD.VGG = CN()
+    # fc6/fc7 width of the ImageNet classifier the head is initialised from.
+    cfg.MODEL.ROI_BOX_HEAD.VGG.FC_DIM = 4096
+    # Dropout after fc6 and fc7 as in the ImageNet classifier; 0 disables it.
+    cfg.MODEL.ROI_BOX_HEAD.VGG.DROPOUT = 0.5
+    return cfg

@@ -1,0 +1,26 @@
+"""Install resnet_backbone: He et al. 2015 residual and plain networks as Detectron2 backbones.
+
+Detectron2 itself is not listed in install_requires: PyPI has no installable build of it, so
+`tools/install_detectron2.py` (run by `make`) provides one, or leaves a source build alone.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="resnet_backbone",
+    version="0.1.0",
+    description="ResNet-18..152, plain nets and VGG-16 as Detectron2 backbones (He et al. 2015)",
+    packages=find_packages(include=("resnet_backbone", "resnet_backbone.*")),
+    python_requires=">=3.8",
+    install_requires=["torch>=1.10", "torchvision", "fvcore", "pycocotools"],
+    # Detectron2 has no plugin discovery of its own; this entry point lets tools find the
+    # package (importlib.metadata.entry_points(group="detectron2.backbones")) and import it,
+    # which registers every builder below into Detectron2's registries.
+    entry_points={
+        "detectron2.backbones": [
+            "build_paper_resnet_backbone = resnet_backbone.resnet:build_paper_resnet_backbone",
+            "build_paper_resnet_fpn_backbone = resnet_backbone.fpn:build_paper_resnet_fpn_backbone",
+            "build_vgg16_backbone = resnet_backbone.vgg:build_vgg16_backbone",
+            "build_vgg16_fpn_backbone = resnet_backbone.fpn:build_vgg16_fpn_backbone",
+        ],
+    },
+)

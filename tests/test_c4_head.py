@@ -1,0 +1,96 @@
+"""The paper's C4 design: res5 run per RoI, for basic and bottleneck blocks, plain or A/B/C."""
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from resnet_backbone import add_resnet_backbone_config
+from resnet_backbone.resnet import DEPTH_TABLE, BasicBlock, make_resnet
+from resnet_backbone.roi_heads import make_res5_head
+
+
+def c4_cfg(depth, **paper_options):
+    cfg = add_resnet_backbone_config(get_cfg())
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.NAME = "build_paper_resnet_backbone"
+    cfg.MODEL.RESNETS.DEPTH = depth
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if DEPTH_TABLE[depth][0] is BasicBlock else 256
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
+    cfg.MODEL.RPN.IN_FEATURES = ["res4"]
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 200
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 50
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 200
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 20
+    cfg.MODEL.ROI_HEADS.NAME = "PaperRes5ROIHeads"
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    for key, value in paper_options.items():
+        setattr(cfg.MODEL.RESNET_BACKBONE, key, value)
+    return cfg
+
+
+def tiny_batch(num_images=2, size=96, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    batch = []
+    for _ in range(num_images):
+        instances = Instances((size, size))
+        instances.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 60.0, 70.0], [40.0, 30.0, 90.0, 80.0]]))
+        instances.gt_classes = torch.tensor([0, 2])
+        image = torch.randint(0, 256, (3, size, size), generator=generator, dtype=torch.uint8)
+        batch.append({"image": image, "height": size, "width": size, "instances": instances})
+    return batch
+
+
+@pytest.mark.parametrize(
+    "depth,options",
+    [
+        (18, {}),
+        (50, {}),
+        (18, {"RESIDUAL": False}),
+        (34, {"SHORTCUT": "A"}),
+        (50, {"SHORTCUT": "C"}),
+    ],
+)
+def test_faster_rcnn_c4_trains_one_step_and_infers(depth, options):
+    torch.manual_seed(0)
+    model = build_model(c4_cfg(depth, **options))
+    expected_blocks = DEPTH_TABLE[depth][1][3]
+    assert len(model.roi_heads.res5) == expected_blocks
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    with EventStorage():
+        losses = model(tiny_batch())
+    total = sum(losses.values())
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}
+    assert torch.isfinite(total)
+    total.backward()
+    head_params = [p for p in model.roi_heads.res5.parameters() if p.requires_grad]
+    assert head_params and all(p.grad is not None for p in head_params)
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        outputs = model(tiny_batch(num_images=1))
+    assert outputs[0]["instances"].pred_boxes.tensor.shape[1] == 4
+
+
+@pytest.mark.parametrize("depth", sorted(DEPTH_TABLE))
+def test_res5_head_continues_the_backbone(depth):
+    """Backbone up to res4 followed by the head's res5 has the full network's res5 shape."""
+    head, channels = make_res5_head(depth, norm="BN")
+    full = make_resnet(depth, norm="BN", out_features=["res4", "res5"]).eval()
+    head.load_state_dict(full.res5.state_dict())
+    head.eval()
+    with torch.no_grad():
+        features = full(torch.randn(1, 3, 64, 64))
+        assert torch.allclose(head(features["res4"]), features["res5"], atol=1e-5)
+    assert channels == full.output_shape()["res5"].channels
+
+
+def test_backbone_must_stop_at_res4_for_the_c4_head():
+    cfg = c4_cfg(50)
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
+    with pytest.raises(ValueError, match="MODEL.RESNETS.OUT_FEATURES"):
+        build_model(cfg)
