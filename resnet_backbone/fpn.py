@@ -1,4 +1,6 @@
 """Feature Pyramid Network builders over this package's backbones (Detectron2's FPN class)."""
+import math
+
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 
@@ -16,12 +18,17 @@ def fpn_over(bottom_up, cfg):
             f"MODEL.FPN.IN_FEATURES={in_features} asks for {missing or 'nothing'}, but the "
             f"bottom-up network outputs {produced} (set its OUT_FEATURES accordingly)"
         )
+    # FPN names its levels p<log2 stride>: p2..p5 over res2..res5, but p1..p4 over VGG's
+    # conv2..conv5. The extra max-pooled level must start from the coarsest one either way.
+    top_block = LastLevelMaxPool()
+    coarsest_stride = bottom_up.output_shape()[in_features[-1]].stride
+    top_block.in_feature = f"p{int(math.log2(coarsest_stride))}"
     return FPN(
         bottom_up=bottom_up,
         in_features=in_features,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
+        top_block=top_block,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
 
@@ -34,5 +41,6 @@ def build_paper_resnet_fpn_backbone(cfg, input_shape):
 
 @BACKBONE_REGISTRY.register()
 def build_vgg16_fpn_backbone(cfg, input_shape):
-    """FPN over VGG-16 (e.g. MODEL.FPN.IN_FEATURES = conv2..conv5)."""
+    """FPN over VGG-16; with MODEL.FPN.IN_FEATURES = conv2..conv5 the levels are p1..p5
+    (RPN/ROI_HEADS.IN_FEATURES must name those)."""
     return fpn_over(build_vgg16_backbone(cfg, input_shape), cfg)
