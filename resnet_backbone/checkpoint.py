@@ -1,0 +1,418 @@
+"""Converted checkpoint files: saving with metadata, the pixel-format check, `imagenet://`.
+
+A converted file is a torch file holding
+
+    {"model": state_dict, "matching_heuristics": True, "__author__": "resnet_backbone",
+     "resnet_backbone": {"arch": "resnet50", "source": "torchvision", "pixel_format": ...,
+                         "input_format": "RGB", "pixel_mean": [...], "pixel_std": [...],
+                         "stride_in_1x1": False, ...}}
+
+`matching_heuristics` makes Detectron2's DetectionCheckpointer match names by suffix, so
+`stem.*` lands in `backbone.stem.*` or `backbone.bottom_up.stem.*` (FPN), `res5.*` in
+`roi_heads.res5.*` (C4 head) and `fc6.*` in `roi_heads.box_head.fc6.*`. The `resnet_backbone`
+entry records the pixel format the weights were trained with; `check_weights_match_config`
+compares it with INPUT.FORMAT / MODEL.PIXEL_MEAN / MODEL.PIXEL_STD (and the ResNet stride
+placement and depth) and stops before training with a message naming both.
+
+`MODEL.WEIGHTS: imagenet://torchvision/resnet101` (any name of `weights.KNOWN_WEIGHTS`) resolves
+to a converted file cached in $RESNET_BACKBONE_CACHE (default ~/.cache/resnet_backbone). The raw
+file is taken from torch hub's cache or Detectron2's download cache when it is there (so it
+works offline), downloaded otherwise. Importing this module registers the handler on
+Detectron2's PathManager.
+"""
+import logging
+import os
+import pickle
+import tempfile
+from urllib.parse import urlparse
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathHandler, PathManager
+
+from .convert import convert_checkpoint, resnet_layout
+from .resnet import DEPTH_TABLE
+from .weights import (
+    KNOWN_WEIGHTS,
+    SOURCE_PIXEL_FORMATS,
+    find_pixel_format,
+    get_known_weights,
+    get_pixel_format,
+)
+
+logger = logging.getLogger(__name__)
+
+AUTHOR = "resnet_backbone"
+METADATA_KEY = "resnet_backbone"
+# Bumped when the converters change what they write; cached files of another version are
+# converted again.
+CONVERTER_VERSION = 1
+IMAGENET_PREFIX = "imagenet://"
+CACHE_ENV = "RESNET_BACKBONE_CACHE"
+DEFAULT_CACHE = "~/.cache/resnet_backbone"
+# Extensions Detectron2's DetectionCheckpointer reads as something other than a torch file.
+_NOT_TORCH_EXTENSIONS = (".pkl", ".pyth")
+_REQUIRED_METADATA = ("arch", "source", "pixel_format", "input_format", "pixel_mean", "pixel_std")
+
+
+class WeightsConfigMismatchError(ValueError):
+    """The config's pixel format (or architecture) is not the one the weights were trained with."""
+
+
+# ------------------------------------------------------------------------------------------
+# Metadata and files
+# ------------------------------------------------------------------------------------------
+def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
+    """The `resnet_backbone` entry of a converted file: the pixel format follows `source`."""
+    if source not in SOURCE_PIXEL_FORMATS:
+        raise ValueError(f"unknown source {source!r}; known: {sorted(SOURCE_PIXEL_FORMATS)}")
+    fmt = get_pixel_format(SOURCE_PIXEL_FORMATS[source])
+    metadata = {
+        "arch": arch,
+        "source": source,
+        "pixel_format": fmt.key,
+        "input_format": fmt.input_format,
+        "pixel_mean": [float(x) for x in fmt.pixel_mean],
+        "pixel_std": [float(x) for x in fmt.pixel_std],
+        "converter_version": CONVERTER_VERSION,
+    }
+    if arch.startswith("resnet"):
+        metadata["stride_in_1x1"] = fmt.stride_in_1x1
+    for key, value in (("name", name), ("url", url), ("converted_from", converted_from)):
+        if value is not None:
+            metadata[key] = value
+    return metadata
+
+
+def save_converted(path, state_dict, metadata):
+    """Write a converted checkpoint atomically: a temporary file in the same directory is
+    renamed over `path` only once complete, so a killed process never leaves a truncated one."""
+    path = os.fspath(path)
+    if path.endswith(_NOT_TORCH_EXTENSIONS):
+        raise ValueError(
+            f"{path}: Detectron2's checkpointer reads {'/'.join(_NOT_TORCH_EXTENSIONS)} files as "
+            "Caffe2/pycls pickles; save converted weights as .pth"
+        )
+    lacking = [key for key in _REQUIRED_METADATA if key not in metadata]
+    if lacking:
+        raise ValueError(f"metadata lacks {lacking} (make it with make_metadata)")
+    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ValueError(f"state_dict values must be tensors; not tensors: {not_tensors}")
+    data = {
+        "model": dict(state_dict),
+        "matching_heuristics": True,
+        "__author__": AUTHOR,
+        METADATA_KEY: dict(metadata),
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def read_metadata(path):
+    """The `resnet_backbone` entry of a converted file, or None for files without one (a
+    Detectron2 training checkpoint, a raw torchvision file, an MSRA .pkl). Tensors are
+    memory-mapped, not read. For `imagenet://` names the entry comes from the table, without
+    touching the (possibly not yet converted) file."""
+    path = os.fspath(path)
+    if path.startswith(IMAGENET_PREFIX):
+        entry = get_known_weights(path[len(IMAGENET_PREFIX):])
+        return make_metadata(entry.arch, entry.source, name=entry.name, url=entry.url)
+    if path.endswith(_NOT_TORCH_EXTENSIONS):
+        return None  # a pickle: never written by save_converted
+    if not os.path.isfile(path):
+        path = PathManager.get_local_path(path)
+    try:
+        data = _torch_load(path, mmap=True)
+    except pickle.UnpicklingError:
+        return None  # holds objects a converted file never does
+    metadata = data.get(METADATA_KEY) if isinstance(data, dict) else None
+    return dict(metadata) if isinstance(metadata, dict) else None
+
+
+def _torch_load(path, mmap=False):
+    """torch.load to the CPU without running pickled code (weights_only) and, where possible,
+    memory-mapped; falls back for torch versions or legacy files that cannot do either."""
+    attempts = ([dict(weights_only=True, mmap=True)] if mmap else []) + [dict(weights_only=True)]
+    for options in attempts:
+        try:
+            return torch.load(path, map_location="cpu", **options)
+        except TypeError:  # a torch without this option
+            continue
+        except RuntimeError:  # mmap of a legacy (non-zip) torch file
+            if "mmap" in options:
+                continue
+            raise
+    return torch.load(path, map_location="cpu")
+
+
+def load_raw_checkpoint(path):
+    """A published checkpoint as loaded from disk: .pkl files are (Caffe2/Detectron) pickles,
+    read with latin1 as Detectron2 does; anything else is a torch file."""
+    path = os.fspath(path)
+    if path.endswith(".pkl"):
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    return _torch_load(path)
+
+
+def convert_file(raw_path, output_path, *, source=None, name=None, url=None, expected_arch=None):
+    """Convert the published checkpoint `raw_path` to `output_path` (atomically, with
+    metadata); returns the metadata."""
+    converted = convert_checkpoint(load_raw_checkpoint(raw_path), source)
+    if expected_arch is not None and converted.arch != expected_arch:
+        raise ValueError(
+            f"{raw_path} holds {converted.arch} weights, but {name or 'the caller'} expects "
+            f"{expected_arch}"
+        )
+    metadata = make_metadata(
+        converted.arch, converted.source, name=name, url=url,
+        converted_from=os.path.basename(raw_path),
+    )
+    save_converted(output_path, converted.state_dict, metadata)
+    return metadata
+
+
+# ------------------------------------------------------------------------------------------
+# The config check
+# ------------------------------------------------------------------------------------------
+def _fmt_list(values):
+    return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
+
+
+def _close(a, b, atol=1e-3):
+    return len(a) == len(b) and all(abs(float(x) - float(y)) <= atol for x, y in zip(a, b))
+
+
+def _backbone_family(cfg):
+    name = cfg.MODEL.BACKBONE.NAME.lower()
+    if "vgg" in name:
+        return "vgg"
+    if "resnet" in name:
+        return "resnet"
+    return None  # a backbone this package does not know: architecture is not checked
+
+
+def check_weights_match_config(cfg, path=None):
+    """Raise WeightsConfigMismatchError when the converted weights at `path` (default
+    cfg.MODEL.WEIGHTS) were trained with another pixel format than the config's INPUT.FORMAT /
+    MODEL.PIXEL_MEAN / MODEL.PIXEL_STD, with the other stride placement
+    (MODEL.RESNETS.STRIDE_IN_1X1, bottleneck ResNets) or are of another architecture
+    (MODEL.BACKBONE.NAME, MODEL.RESNETS.DEPTH). Files without metadata pass unchecked.
+    Returns the metadata (or None)."""
+    path = cfg.MODEL.WEIGHTS if path is None else path
+    if not path:
+        return None
+    metadata = read_metadata(path)
+    if metadata is None:
+        return None
+
+    problems, fixes = [], []
+    fmt = get_pixel_format(metadata["pixel_format"])
+    cfg_format = cfg.INPUT.FORMAT
+    cfg_mean, cfg_std = list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
+    if not (
+        cfg_format == metadata["input_format"]
+        and _close(cfg_mean, metadata["pixel_mean"])
+        and _close(cfg_std, metadata["pixel_std"])
+    ):
+        cfg_key = find_pixel_format(cfg_format, cfg_mean, cfg_std)
+        problems.append(
+            f"they were converted from {metadata['source']} ({metadata['input_format']}, mean "
+            f"{_fmt_list(metadata['pixel_mean'])}, std {_fmt_list(metadata['pixel_std'])}: "
+            f"pixel format {fmt.key!r}) but the config asks for {cfg_format} with mean "
+            f"{_fmt_list(cfg_mean)}, std {_fmt_list(cfg_std)} (INPUT.FORMAT, MODEL.PIXEL_MEAN, "
+            "MODEL.PIXEL_STD" + (f"; pixel format {cfg_key!r})" if cfg_key else ")")
+        )
+        fixes += [
+            f"INPUT.FORMAT {metadata['input_format']}",
+            f'MODEL.PIXEL_MEAN "{_fmt_list(metadata["pixel_mean"])}"',
+            f'MODEL.PIXEL_STD "{_fmt_list(metadata["pixel_std"])}"',
+        ]
+
+    arch, family = metadata.get("arch", ""), _backbone_family(cfg)
+    if arch.startswith("resnet") and family == "vgg" or arch == "vgg16" and family == "resnet":
+        problems.append(
+            f"they are {arch} weights but MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} builds "
+            f"a {'VGG' if family == 'vgg' else 'ResNet'} backbone"
+        )
+    elif arch.startswith("resnet") and family == "resnet":
+        depth = int(arch[len("resnet"):])
+        if cfg.MODEL.RESNETS.DEPTH != depth:
+            problems.append(
+                f"they are {arch} weights but MODEL.RESNETS.DEPTH={cfg.MODEL.RESNETS.DEPTH}"
+            )
+            fixes.append(f"MODEL.RESNETS.DEPTH {depth}")
+        stride_in_1x1 = metadata.get("stride_in_1x1")
+        bottleneck = depth in DEPTH_TABLE and resnet_layout(depth)[0]
+        if (
+            bottleneck
+            and stride_in_1x1 is not None
+            and bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1) != stride_in_1x1
+        ):
+            where = "first 1x1" if stride_in_1x1 else "3x3"
+            problems.append(
+                f"{metadata['source']} ResNets have the stride-2 of a bottleneck in the {where} "
+                f"conv but MODEL.RESNETS.STRIDE_IN_1X1={cfg.MODEL.RESNETS.STRIDE_IN_1X1}"
+            )
+            fixes.append(f"MODEL.RESNETS.STRIDE_IN_1X1 {stride_in_1x1}")
+
+    if not problems:
+        return metadata
+    message = f"weights {path} do not fit the config: " + "; and ".join(problems) + ". "
+    if fixes:
+        message += (
+            f"Use a config written for {fmt.key}-format weights, or set "
+            + " ".join(fixes)
+        )
+    raise WeightsConfigMismatchError(message.rstrip())
+
+
+class ResNetBackboneCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer that runs `check_weights_match_config` on every file it loads
+    (files without metadata, e.g. its own training checkpoints, pass unchecked)."""
+
+    def __init__(self, model, save_dir="", *, cfg=None, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.cfg = cfg
+
+    def _load_file(self, filename):
+        if self.cfg is not None:
+            check_weights_match_config(self.cfg, filename)
+        return super()._load_file(filename)
+
+
+# ------------------------------------------------------------------------------------------
+# imagenet:// names
+# ------------------------------------------------------------------------------------------
+def cache_dir():
+    return os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+def converted_cache_path(entry):
+    stem = os.path.splitext(entry.filename)[0]
+    return os.path.join(cache_dir(), f"{entry.name.split('/')[0]}-{stem}.pth")
+
+
+def _iopath_cache_dirs():
+    """Where Detectron2 (iopath; older fvcore) caches what it downloads."""
+    return [
+        os.path.expanduser(os.environ.get("FVCORE_CACHE") or "~/.torch/iopath_cache"),
+        os.path.expanduser("~/.torch/fvcore_cache"),
+    ]
+
+
+def raw_file_candidates(entry):
+    """Places a raw copy of `entry` may already be: torch hub's checkpoints directory (where
+    torchvision downloads to) and Detectron2's download cache (where detectron2:// URLs go)."""
+    url_dir = os.path.dirname(urlparse(entry.url).path.lstrip("/"))
+    return [os.path.join(torch.hub.get_dir(), "checkpoints", entry.filename)] + [
+        os.path.join(d, url_dir, entry.filename) for d in _iopath_cache_dirs()
+    ]
+
+
+def _download(url, destination, hash_prefix=None):
+    torch.hub.download_url_to_file(url, destination, hash_prefix=hash_prefix, progress=True)
+
+
+def fetch_raw_file(entry):
+    """Local path of the raw file of `entry`, downloading it (torchvision files into torch hub's
+    cache, the others into Detectron2's) if no cache has it."""
+    candidates = raw_file_candidates(entry)
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    destination = candidates[0] if entry.source.startswith("torchvision") else candidates[1]
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    if entry.sha256_prefix is None:
+        logger.warning(f"{entry.url} has no published checksum; it is not verified")
+    logger.info(f"downloading {entry.url} to {destination}")
+    try:
+        _download(entry.url, destination, hash_prefix=entry.sha256_prefix)
+    except Exception as error:
+        raise OSError(
+            f"cannot get {entry.name}: none of {candidates} exists and downloading {entry.url} "
+            f"failed ({error}). Place the file at one of those paths, or convert a local copy "
+            "with tools/convert_pretrained.py and set MODEL.WEIGHTS to the result"
+        ) from error
+    return destination
+
+
+def _is_current(path):
+    if not os.path.isfile(path):
+        return False
+    metadata = read_metadata(path)
+    return metadata is not None and metadata.get("converter_version") == CONVERTER_VERSION
+
+
+def resolve_imagenet_weights(name):
+    """Local path of the converted weights `name` (e.g. "torchvision/resnet101"): from the
+    cache, else converted from a cached raw file, else downloaded and converted."""
+    from iopath.common.file_io import file_lock
+
+    entry = get_known_weights(name)
+    target = converted_cache_path(entry)
+    if _is_current(target):
+        return target
+    with file_lock(target):  # several workers may ask at once
+        if not _is_current(target):
+            raw = fetch_raw_file(entry)
+            logger.info(f"converting {raw} ({entry.name}) to {target}")
+            convert_file(raw, target, source=entry.source, name=entry.name, url=entry.url,
+                         expected_arch=entry.arch)
+    return target
+
+
+class ImageNetWeightsHandler(PathHandler):
+    """Resolves `imagenet://<name>` (a name of `weights.KNOWN_WEIGHTS`) to a converted file."""
+
+    PREFIX = IMAGENET_PREFIX
+
+    def _get_supported_prefixes(self):
+        return [self.PREFIX]
+
+    def _name(self, path):
+        return path[len(self.PREFIX):]
+
+    def _get_local_path(self, path, force=False, **kwargs):
+        return resolve_imagenet_weights(self._name(path))
+
+    def _open(self, path, mode="r", buffering=-1, **kwargs):
+        if any(flag in mode for flag in "wax+"):
+            raise ValueError(f"{path} is read-only")
+        return open(self._get_local_path(path), mode, buffering=buffering)
+
+    def _exists(self, path, **kwargs):
+        return self._name(path) in KNOWN_WEIGHTS
+
+    def _isfile(self, path, **kwargs):
+        return self._exists(path)
+
+
+def register_imagenet_handler(path_manager=PathManager):
+    """Register `imagenet://` on Detectron2's PathManager once (later calls are no-ops)."""
+    registered = getattr(path_manager, "_path_handlers", {}).get(IMAGENET_PREFIX)
+    if registered is not None:
+        return registered
+    handler = ImageNetWeightsHandler()
+    path_manager.register_handler(handler)
+    return handler
+
+
+register_imagenet_handler()

@@ -1,0 +1,159 @@
+"""Known ImageNet checkpoints and the pixel formats they were trained with: data only.
+
+A checkpoint's pixel format is part of the checkpoint. A network trained on BGR images in
+0..255 with only the mean removed (Caffe, MSRA) computes garbage features from RGB images
+divided by the ImageNet std (torchvision), and vice versa, without any error being raised.
+`checkpoint.save_converted` therefore records the format of every converted file and
+`checkpoint.check_weights_match_config` compares it with the config before training starts.
+
+Conversion code is in `convert.py`; file handling, caching and the `imagenet://` names that
+resolve the entries below are in `checkpoint.py`.
+"""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """What the first conv of a network expects, in Detectron2's terms.
+
+    `pixel_mean` and `pixel_std` are listed in the channel order of `input_format`, as
+    Detectron2's MODEL.PIXEL_MEAN / MODEL.PIXEL_STD are.
+    """
+
+    key: str
+    input_format: str  # INPUT.FORMAT
+    pixel_mean: Tuple[float, float, float]  # MODEL.PIXEL_MEAN
+    pixel_std: Tuple[float, float, float]  # MODEL.PIXEL_STD
+    # Bottleneck stride placement of the ResNets trained this way (MODEL.RESNETS.STRIDE_IN_1X1);
+    # None where no ResNet is trained in this format.
+    stride_in_1x1: Optional[bool]
+    description: str
+
+
+PIXEL_FORMATS = {
+    f.key: f
+    for f in (
+        PixelFormat(
+            key="msra",
+            input_format="BGR",
+            pixel_mean=(103.530, 116.280, 123.675),
+            pixel_std=(1.0, 1.0, 1.0),
+            stride_in_1x1=True,
+            description="MSRA's Caffe ResNets as converted by Detectron/Detectron2: BGR in "
+            "0..255, mean subtracted, no std; stride-2 in the first 1x1 conv of a bottleneck",
+        ),
+        PixelFormat(
+            key="torchvision",
+            input_format="RGB",
+            pixel_mean=(123.675, 116.280, 103.530),
+            pixel_std=(58.395, 57.120, 57.375),
+            stride_in_1x1=False,
+            description="torchvision's ImageNet models: RGB normalised by the ImageNet mean and "
+            "std (in 0..255 units); stride-2 in the 3x3 conv of a bottleneck",
+        ),
+        PixelFormat(
+            key="caffe_vgg",
+            input_format="BGR",
+            pixel_mean=(103.939, 116.779, 123.68),
+            pixel_std=(1.0, 1.0, 1.0),
+            stride_in_1x1=None,
+            description="the original Caffe VGG-16 (Simonyan & Zisserman): BGR in 0..255 with "
+            "the mean subtracted and no std",
+        ),
+    )
+}
+
+# Every source a converter exists for (see `convert.CONVERTERS`) and the pixel format of the
+# weights it reads.
+SOURCE_PIXEL_FORMATS = {
+    "torchvision": "torchvision",
+    "torchvision-vgg16": "torchvision",
+    "msra": "msra",
+    "caffe-vgg16": "caffe_vgg",
+}
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """One downloadable ImageNet checkpoint.
+
+    `name` is what follows `imagenet://` in MODEL.WEIGHTS. `sha256_prefix` is the hash prefix
+    torchvision puts in its file names (checked on download); `md5` is a full md5 where the
+    publisher gives one.
+    """
+
+    name: str
+    arch: str  # "resnet50", "vgg16": the architecture the converted weights are for
+    source: str  # a key of SOURCE_PIXEL_FORMATS: which converter reads the file
+    url: str
+    sha256_prefix: Optional[str]
+    md5: Optional[str]
+    note: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def pixel_format(self) -> PixelFormat:
+        return PIXEL_FORMATS[SOURCE_PIXEL_FORMATS[self.source]]
+
+
+_TORCHVISION = "https://download.pytorch.org/models/"
+_DETECTRON2 = "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA/"
+# Detectron2 publishes no checksum for its ImageNetPretrained files: MODEL_ZOO.md's md5 prefix
+# in file names covers only the detection models it trained, not R-50.pkl / R-101.pkl.
+_NO_MSRA_CHECKSUM = "no published checksum (MODEL_ZOO.md gives none for ImageNet models)"
+
+KNOWN_WEIGHTS = {
+    w.name: w
+    for w in (
+        KnownWeights("torchvision/resnet18", "resnet18", "torchvision",
+                     _TORCHVISION + "resnet18-f37072fd.pth", "f37072fd", None),
+        KnownWeights("torchvision/resnet34", "resnet34", "torchvision",
+                     _TORCHVISION + "resnet34-b627a593.pth", "b627a593", None),
+        KnownWeights("torchvision/resnet50", "resnet50", "torchvision",
+                     _TORCHVISION + "resnet50-0676ba61.pth", "0676ba61", None),
+        KnownWeights("torchvision/resnet101", "resnet101", "torchvision",
+                     _TORCHVISION + "resnet101-63fe2227.pth", "63fe2227", None),
+        KnownWeights("torchvision/resnet152", "resnet152", "torchvision",
+                     _TORCHVISION + "resnet152-394f9c45.pth", "394f9c45", None),
+        KnownWeights("torchvision/vgg16", "vgg16", "torchvision-vgg16",
+                     _TORCHVISION + "vgg16-397923af.pth", "397923af", None),
+        KnownWeights("msra/R-50", "resnet50", "msra", _DETECTRON2 + "R-50.pkl", None, None,
+                     "MSRA's original ResNet-50, converted by Detectron2; " + _NO_MSRA_CHECKSUM),
+        KnownWeights("msra/R-101", "resnet101", "msra", _DETECTRON2 + "R-101.pkl", None, None,
+                     "MSRA's original ResNet-101, converted by Detectron2; " + _NO_MSRA_CHECKSUM),
+    )
+}
+
+
+def get_pixel_format(key: str) -> PixelFormat:
+    if key not in PIXEL_FORMATS:
+        raise ValueError(f"unknown pixel format {key!r}; known: {sorted(PIXEL_FORMATS)}")
+    return PIXEL_FORMATS[key]
+
+
+def get_known_weights(name: str) -> KnownWeights:
+    """The table entry for `name` (e.g. "torchvision/resnet101", "msra/R-50")."""
+    if name not in KNOWN_WEIGHTS:
+        raise ValueError(f"unknown ImageNet weights {name!r}; known: {sorted(KNOWN_WEIGHTS)}")
+    return KNOWN_WEIGHTS[name]
+
+
+def find_pixel_format(input_format, pixel_mean, pixel_std, *, atol=1e-3) -> Optional[str]:
+    """The key of the known pixel format equal to these values, or None."""
+    for fmt in PIXEL_FORMATS.values():
+        if (
+            fmt.input_format == input_format
+            and _close(fmt.pixel_mean, pixel_mean, atol)
+            and _close(fmt.pixel_std, pixel_std, atol)
+        ):
+            return fmt.key
+    return None
+
+
+def _close(a, b, atol):
+    a, b = list(a), list(b)
+    return len(a) == len(b) and all(abs(float(x) - float(y)) <= atol for x, y in zip(a, b))

@@ -1,0 +1,362 @@
+"""The weights table, converted files and their metadata, the config check, `imagenet://`
+and the conversion CLI. Nothing here reaches the network: downloads fail the test."""
+import ast
+import importlib.util
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from detectron2.config import get_cfg
+from detectron2.utils.file_io import PathManager
+from resnet_backbone import checkpoint, convert, weights
+from resnet_backbone.checkpoint import (
+    ResNetBackboneCheckpointer,
+    WeightsConfigMismatchError,
+    check_weights_match_config,
+    make_metadata,
+    read_metadata,
+    save_converted,
+)
+from resnet_backbone.config import add_resnet_backbone_config
+from resnet_backbone.resnet import DEPTH_TABLE, make_resnet
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHVISION_PIXELS = dict(INPUT_FORMAT="RGB", PIXEL_MEAN=[123.675, 116.28, 103.53],
+                          PIXEL_STD=[58.395, 57.12, 57.375])
+
+
+# ------------------------------------------------------------------------------------------
+# The table
+# ------------------------------------------------------------------------------------------
+def test_pixel_formats_are_the_designed_ones():
+    msra, tv, vgg = (weights.PIXEL_FORMATS[k] for k in ("msra", "torchvision", "caffe_vgg"))
+    assert (msra.input_format, msra.pixel_mean, msra.pixel_std, msra.stride_in_1x1) == (
+        "BGR", (103.530, 116.280, 123.675), (1.0, 1.0, 1.0), True)
+    assert (tv.input_format, tv.pixel_mean, tv.pixel_std, tv.stride_in_1x1) == (
+        "RGB", (123.675, 116.280, 103.530), (58.395, 57.120, 57.375), False)
+    assert (vgg.input_format, vgg.pixel_mean, vgg.pixel_std) == (
+        "BGR", (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
+    assert weights.find_pixel_format("RGB", [123.675, 116.28, 103.53],
+                                     [58.395, 57.12, 57.375]) == "torchvision"
+    assert weights.find_pixel_format("RGB", [103.53, 116.28, 123.675], [1, 1, 1]) is None
+
+
+def test_known_weights_table_is_consistent():
+    assert set(weights.SOURCE_PIXEL_FORMATS) == set(convert.CONVERTERS)
+    names = set()
+    for name, entry in weights.KNOWN_WEIGHTS.items():
+        assert name == entry.name and entry.url.startswith("https://")
+        assert entry.source in weights.SOURCE_PIXEL_FORMATS
+        names.add(entry.filename)
+        if entry.arch.startswith("resnet"):
+            assert int(entry.arch[len("resnet"):]) in DEPTH_TABLE
+        if entry.source.startswith("torchvision"):
+            # torchvision's file names carry the first 8 hex digits of the sha256
+            assert entry.filename.split("-")[-1].split(".")[0] == entry.sha256_prefix
+        else:
+            assert entry.sha256_prefix is None and entry.md5 is None  # none published
+    assert {"resnet18-f37072fd.pth", "resnet152-394f9c45.pth", "vgg16-397923af.pth",
+            "R-50.pkl", "R-101.pkl"} <= names
+    assert weights.get_known_weights("msra/R-101").pixel_format.key == "msra"
+    with pytest.raises(ValueError, match="torchvision/resnet50"):
+        weights.get_known_weights("torchvision/resnet51")
+
+
+# ------------------------------------------------------------------------------------------
+# Converted files
+# ------------------------------------------------------------------------------------------
+def test_save_and_read_metadata_round_trip(tmp_path):
+    state_dict = {"stem.conv1.weight": torch.randn(64, 3, 7, 7)}
+    metadata = make_metadata("resnet50", "torchvision", name="torchvision/resnet50")
+    path = tmp_path / "sub" / "r50.pth"
+    save_converted(path, state_dict, metadata)
+    assert sorted(os.listdir(path.parent)) == ["r50.pth"]  # no temporary file left behind
+    assert read_metadata(str(path)) == metadata
+    assert metadata["stride_in_1x1"] is False and metadata["input_format"] == "RGB"
+    data = torch.load(path, weights_only=True)
+    assert data["matching_heuristics"] is True and data["__author__"] == "resnet_backbone"
+    assert torch.equal(data["model"]["stem.conv1.weight"], state_dict["stem.conv1.weight"])
+
+
+def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "weights.pth"
+    metadata = make_metadata("vgg16", "caffe-vgg16")
+    save_converted(path, {"conv1_1.bias": torch.zeros(64)}, metadata)
+    before = path.read_bytes()
+
+    def killed(data, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_converted(path, {"conv1_1.bias": torch.ones(64)}, metadata)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["weights.pth"]
+
+
+def test_save_refuses_pickle_extensions_and_bad_metadata(tmp_path):
+    metadata = make_metadata("resnet18", "torchvision")
+    with pytest.raises(ValueError, match="as .pth"):
+        save_converted(tmp_path / "x.pkl", {}, metadata)
+    with pytest.raises(ValueError, match="pixel_format"):
+        save_converted(tmp_path / "x.pth", {}, {"arch": "resnet18", "source": "torchvision"})
+
+
+def test_read_metadata_is_none_for_files_without_it(tmp_path):
+    raw = tmp_path / "raw.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, raw)
+    training = tmp_path / "model_final.pth"
+    torch.save({"model": {"backbone.stem.conv1.weight": torch.zeros(1)}, "iteration": 9}, training)
+    msra = tmp_path / "R-50.pkl"
+    with open(msra, "wb") as f:
+        pickle.dump({"blobs": {"conv1_w": 0}}, f)
+    for path in (raw, training, msra):
+        assert read_metadata(str(path)) is None
+    meta = read_metadata("imagenet://msra/R-50")  # from the table, nothing is fetched
+    assert (meta["arch"], meta["pixel_format"], meta["stride_in_1x1"]) == ("resnet50", "msra", True)
+
+
+# ------------------------------------------------------------------------------------------
+# The config check
+# ------------------------------------------------------------------------------------------
+def make_cfg(*, backbone="build_paper_resnet_backbone", depth=50, pixels=None, stride_in_1x1=None):
+    cfg = get_cfg()
+    add_resnet_backbone_config(cfg)
+    cfg.MODEL.BACKBONE.NAME = backbone
+    cfg.MODEL.RESNETS.DEPTH = depth
+    if pixels:
+        cfg.INPUT.FORMAT = pixels["INPUT_FORMAT"]
+        cfg.MODEL.PIXEL_MEAN = list(pixels["PIXEL_MEAN"])
+        cfg.MODEL.PIXEL_STD = list(pixels["PIXEL_STD"])
+    if stride_in_1x1 is not None:
+        cfg.MODEL.RESNETS.STRIDE_IN_1X1 = stride_in_1x1
+    return cfg
+
+
+def save_tiny(tmp_path, arch, source, name="w.pth"):
+    path = tmp_path / name
+    save_converted(path, {"stem.conv1.weight": torch.zeros(1)}, make_metadata(arch, source))
+    return str(path)
+
+
+def test_check_passes_for_matching_configs(tmp_path):
+    tv = save_tiny(tmp_path, "resnet50", "torchvision", "tv.pth")
+    cfg = make_cfg(pixels=TORCHVISION_PIXELS, stride_in_1x1=False)
+    assert check_weights_match_config(cfg, tv)["source"] == "torchvision"
+    msra = save_tiny(tmp_path, "resnet101", "msra", "msra.pth")
+    cfg = make_cfg(depth=101)  # Detectron2's defaults are the MSRA format
+    cfg.MODEL.WEIGHTS = msra
+    assert check_weights_match_config(cfg)["pixel_format"] == "msra"
+    vgg = save_tiny(tmp_path, "vgg16", "caffe-vgg16", "vgg.pth")
+    cfg = make_cfg(backbone="build_vgg16_backbone",
+                   pixels=dict(INPUT_FORMAT="BGR", PIXEL_MEAN=[103.939, 116.779, 123.68],
+                               PIXEL_STD=[1.0, 1.0, 1.0]))
+    check_weights_match_config(cfg, vgg)
+    # ResNet-18/34 have no 1x1 conv to put the stride in: the flag does not matter there.
+    r18 = save_tiny(tmp_path, "resnet18", "torchvision", "r18.pth")
+    check_weights_match_config(make_cfg(depth=18, pixels=TORCHVISION_PIXELS), r18)
+    # files without metadata, and no weights at all, pass unchecked
+    raw = tmp_path / "raw.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, raw)
+    assert check_weights_match_config(make_cfg(), str(raw)) is None
+    assert check_weights_match_config(make_cfg(), "") is None
+
+
+def test_check_names_both_pixel_formats(tmp_path):
+    path = save_tiny(tmp_path, "resnet50", "torchvision")
+    with pytest.raises(WeightsConfigMismatchError) as error:
+        check_weights_match_config(make_cfg(stride_in_1x1=False), path)
+    message = str(error.value)
+    for text in (path, "converted from torchvision", "RGB", "[123.675, 116.28, 103.53]",
+                 "[58.395, 57.12, 57.375]", "BGR", "[103.53, 116.28, 123.675]", "[1, 1, 1]",
+                 "INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD", "'msra'",
+                 'set INPUT.FORMAT RGB MODEL.PIXEL_MEAN "[123.675, 116.28, 103.53]"'):
+        assert text in message, text
+    assert "STRIDE_IN_1X1" not in message
+    assert isinstance(error.value, ValueError)
+
+
+def test_check_names_stride_depth_and_backbone(tmp_path):
+    tv = save_tiny(tmp_path, "resnet50", "torchvision", "tv.pth")
+    with pytest.raises(WeightsConfigMismatchError,
+                       match=r"3x3 conv but MODEL.RESNETS.STRIDE_IN_1X1=True.*"
+                             r"MODEL.RESNETS.STRIDE_IN_1X1 False"):
+        check_weights_match_config(make_cfg(pixels=TORCHVISION_PIXELS, stride_in_1x1=True), tv)
+    with pytest.raises(WeightsConfigMismatchError, match="MODEL.RESNETS.DEPTH=101"):
+        check_weights_match_config(
+            make_cfg(depth=101, pixels=TORCHVISION_PIXELS, stride_in_1x1=False), tv)
+    with pytest.raises(WeightsConfigMismatchError, match="builds a VGG backbone"):
+        check_weights_match_config(
+            make_cfg(backbone="build_vgg16_backbone", pixels=TORCHVISION_PIXELS), tv)
+
+
+def test_checkpointer_stops_before_loading_mismatched_weights(tmp_path):
+    torch.manual_seed(0)
+    raw = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), raw)
+    converted = str(tmp_path / "r18.pth")
+    checkpoint.convert_file(str(raw), converted)
+
+    model = make_resnet(18, stride_in_1x1=False, out_features=["res5"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bgr_cfg = make_cfg(depth=18)
+    with pytest.raises(WeightsConfigMismatchError) as error:
+        ResNetBackboneCheckpointer(model, cfg=bgr_cfg).load(converted)
+    assert "RGB" in str(error.value) and "BGR" in str(error.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    ResNetBackboneCheckpointer(model, cfg=make_cfg(depth=18, pixels=TORCHVISION_PIXELS)).load(
+        converted)
+    assert not torch.equal(before["stem.conv1.weight"], model.state_dict()["stem.conv1.weight"])
+
+
+@pytest.mark.parametrize(
+    "config", sorted((REPO / "configs").rglob("*.yaml")),
+    ids=lambda p: str(p.relative_to(REPO / "configs")),
+)
+def test_shipped_configs_fit_their_weights(config):
+    """Every config's pixel format, stride placement and depth agree with its MODEL.WEIGHTS
+    (imagenet:// names are checked against the table; nothing is fetched)."""
+    cfg = get_cfg()
+    add_resnet_backbone_config(cfg)
+    cfg.merge_from_file(str(config))
+    check_weights_match_config(cfg)
+
+
+# ------------------------------------------------------------------------------------------
+# imagenet://
+# ------------------------------------------------------------------------------------------
+@pytest.fixture
+def offline_caches(tmp_path, monkeypatch):
+    """Private torch hub / Detectron2 / converted caches; any download fails the test."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "fvcore"))
+    monkeypatch.setenv("RESNET_BACKBONE_CACHE", str(tmp_path / "converted"))
+    monkeypatch.setattr(checkpoint, "_iopath_cache_dirs", lambda: [str(tmp_path / "fvcore")])
+    downloads = []
+
+    def no_network(url, *args, **kwargs):
+        downloads.append(url)
+        raise RuntimeError("tests must not download")
+
+    monkeypatch.setattr(checkpoint, "_download", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path, downloads
+
+
+def test_imagenet_name_resolves_from_torch_hub_cache(offline_caches):
+    tmp_path, downloads = offline_caches
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
+
+    local = PathManager.get_local_path("imagenet://torchvision/resnet18")
+    assert Path(local).parent == tmp_path / "converted"
+    metadata = read_metadata(local)
+    assert (metadata["arch"], metadata["source"], metadata["name"]) == (
+        "resnet18", "torchvision", "torchvision/resnet18")
+    assert metadata["converted_from"] == "resnet18-f37072fd.pth"
+    assert PathManager.isfile("imagenet://torchvision/resnet18")
+    mtime = os.path.getmtime(local)
+    assert PathManager.get_local_path("imagenet://torchvision/resnet18") == local
+    assert os.path.getmtime(local) == mtime  # served from the cache, not converted again
+
+    # MODEL.WEIGHTS: imagenet://... through the checkpointer, checked against the config
+    model = make_resnet(18, stride_in_1x1=False, out_features=["res5"])
+    cfg = make_cfg(depth=18, pixels=TORCHVISION_PIXELS)
+    ResNetBackboneCheckpointer(model, cfg=cfg).load("imagenet://torchvision/resnet18")
+    expected = torch.load(local, weights_only=True)["model"]["res5.1.conv2.weight"]
+    assert torch.equal(model.res5[1].conv2.weight, expected)
+    with pytest.raises(WeightsConfigMismatchError):
+        ResNetBackboneCheckpointer(model, cfg=make_cfg(depth=18)).load(
+            "imagenet://torchvision/resnet18")
+    assert downloads == []
+
+
+def test_imagenet_msra_name_resolves_from_detectron2_cache(offline_caches):
+    from test_convert import fake_msra_blobs
+
+    tmp_path, downloads = offline_caches
+    cached = tmp_path / "fvcore" / "detectron2" / "ImageNetPretrained" / "MSRA" / "R-50.pkl"
+    cached.parent.mkdir(parents=True)
+    with open(cached, "wb") as f:
+        pickle.dump({"blobs": fake_msra_blobs(50, with_stats=True)}, f)
+    local = PathManager.get_local_path("imagenet://msra/R-50")
+    metadata = read_metadata(local)
+    assert (metadata["arch"], metadata["pixel_format"], metadata["stride_in_1x1"]) == (
+        "resnet50", "msra", True)
+    assert downloads == []
+
+
+def test_imagenet_name_without_cache_and_network_says_where_to_put_the_file(offline_caches):
+    tmp_path, downloads = offline_caches
+    with pytest.raises(OSError, match="resnet34-b627a593.pth"):
+        PathManager.get_local_path("imagenet://torchvision/resnet34")
+    assert downloads == ["https://download.pytorch.org/models/resnet34-b627a593.pth"]
+    with pytest.raises(ValueError, match="known"):
+        PathManager.get_local_path("imagenet://torchvision/resnet51")
+
+
+def test_handler_registration_is_idempotent():
+    handler = checkpoint.register_imagenet_handler()
+    assert checkpoint.register_imagenet_handler() is handler
+    assert PathManager._path_handlers["imagenet://"] is handler
+
+
+def test_importing_the_package_registers_imagenet_names():
+    """`import resnet_backbone` must import `resnet_backbone.checkpoint` (whose import registers
+    the handler); checked on the source, as a fresh interpreter would take seconds."""
+    tree = ast.parse((REPO / "resnet_backbone" / "__init__.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            imported.add(node.module or "")
+            imported.update(alias.name for alias in node.names if not node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.replace("resnet_backbone.", "", 1))
+        elif isinstance(node, ast.Import):
+            imported.update(a.name.replace("resnet_backbone.", "", 1) for a in node.names)
+    assert "checkpoint" in imported, "resnet_backbone/__init__.py does not import .checkpoint"
+
+
+# ------------------------------------------------------------------------------------------
+# The CLI
+# ------------------------------------------------------------------------------------------
+def load_cli():
+    spec = importlib.util.spec_from_file_location(
+        "convert_pretrained", REPO / "tools" / "convert_pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_converts_prints_config_keys_and_refuses_to_overwrite(tmp_path, capsys):
+    cli = load_cli()
+    torch.manual_seed(0)
+    raw = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34().state_dict(), raw)
+    output = tmp_path / "out.pth"
+    assert cli.main([str(raw), "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    for text in ("architecture: resnet34", "pixel format: torchvision", "FORMAT: RGB",
+                 "PIXEL_MEAN: [123.675, 116.28, 103.53]", "PIXEL_STD: [58.395, 57.12, 57.375]",
+                 "STRIDE_IN_1X1: False", "INPUT.FORMAT RGB"):
+        assert text in printed, text
+    assert read_metadata(str(output))["arch"] == "resnet34"
+
+    before = output.read_bytes()
+    assert cli.main([str(raw), "--output", str(output)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert output.read_bytes() == before
+    assert cli.main([str(raw), "--output", str(output), "--force", "--source", "torchvision"]) == 0
+
+    assert cli.main([str(raw), "--output", str(tmp_path / "x.pth"), "--source", "msra"]) == 1
+    assert "unknown key" in capsys.readouterr().err
+    assert cli.main(["--list"]) == 0
+    assert "msra/R-101" in capsys.readouterr().out
