@@ -1,0 +1,23 @@
+"""He et al. 2015 residual and plain networks (and the VGG-16 baseline) for Detectron2.
+
+Importing the package registers its builders: backbones `build_paper_resnet_backbone`,
+`build_paper_resnet_fpn_backbone`, `build_vgg16_backbone`, `build_vgg16_fpn_backbone`; RoI heads
+`PaperRes5ROIHeads`; box head `VGG16BoxHead`; the `imagenet://` weights handler; the datasets.
+"""
+from . import checkpoint, data, fc_box_head, fpn, roi_heads  # noqa: F401  (registration)
+from .config import add_resnet_backbone_config
+from .resnet import DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet
+from .roi_heads import PaperRes5ROIHeads, make_res5_head
+from .vgg import VGG16, build_vgg16_backbone
+
+__all__ = [
+    "DEPTH_TABLE",
+    "PaperRes5ROIHeads",
+    "ResNet",
+    "VGG16",
+    "add_resnet_backbone_config",
+    "build_paper_resnet_backbone",
+    "build_vgg16_backbone",
+    "make_res5_head",
+    "make_resnet",
+]

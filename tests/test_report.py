@@ -1,0 +1,85 @@
+"""tools/report.py: fake finished runs give the paper table's layout, differences and a PNG."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from resnet_backbone.report import FINAL_METRICS, PAPER_RESULTS, build_rows, to_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_run(root, name, backbone, depth, metrics, residual=True):
+    run = root / name
+    run.mkdir()
+    cfg = {"MODEL": {"BACKBONE": {"NAME": backbone}, "RESNETS": {"DEPTH": depth},
+                     "RESNET_BACKBONE": {"RESIDUAL": residual}}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / FINAL_METRICS).write_text(json.dumps(metrics))
+    return str(run)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return [
+        fake_run(tmp_path, "r101_voc", "build_paper_resnet_backbone", 101,
+                 {"voc_2007_test": {"bbox": {"AP": 50.0, "AP50": 77.0, "AP75": 55.0}}}),
+        fake_run(tmp_path, "vgg_coco", "build_vgg16_backbone", 16,
+                 {"coco_2014_val": {"bbox": {"AP": 20.0, "AP50": 42.0}}}),
+        fake_run(tmp_path, "plain_demo", "build_paper_resnet_backbone", 18,
+                 {"synthetic_shapes_val": {"bbox": {"AP": 60.0, "AP50": 85.5, "AP-circle": 1.0},
+                                           "bbox_voc07": {"AP50": 84.0}}}, residual=False),
+    ]
+
+
+def test_rows_follow_the_paper_tables(runs):
+    rows = build_rows(runs)
+    by_key = {(r.setting, r.architecture): r for r in rows}
+    r101 = by_key[("VOC 07+12 → VOC 07 test, mAP", "ResNet-101")]
+    assert (r101.paper, r101.ours) == (76.4, 77.0)
+    assert r101.difference == pytest.approx(0.6)
+    vgg_ap = by_key[("COCO train → val, mAP@[.5,.95]", "VGG-16")]
+    assert (vgg_ap.paper, vgg_ap.ours) == (21.2, 20.0)
+    assert by_key[("COCO train → val, mAP@.5", "VGG-16")].ours == 42.0
+    # every paper number appears exactly once, run or not
+    paper_rows = [r for r in rows if r.paper is not None]
+    assert len(paper_rows) == sum(len(v[2]) for v in PAPER_RESULTS.values())
+    not_run = by_key[("COCO train → val, mAP@.5", "ResNet-101")]
+    assert not_run.run is None and not_run.ours is None and not_run.paper == 48.4
+    demo = [r for r in rows if r.architecture == "Plain-18"]
+    assert {r.setting: r.ours for r in demo} == {
+        "synthetic_shapes_val, AP": 60.0, "synthetic_shapes_val, AP50": 85.5,
+        "synthetic_shapes_val, bbox_voc07/AP50": 84.0,
+    }
+
+
+def test_markdown_layout(runs):
+    lines = to_markdown(build_rows(runs)).splitlines()
+    assert lines[0] == (
+        "| table | train → test, metric | backbone | paper | ours | ours − paper | run |"
+    )
+    assert any(line.startswith("| Table 7 | VOC 07+12 → VOC 07 test, mAP | ResNet-101 | 76.4 | "
+                               "77.0 | +0.6 |") for line in lines)
+    assert all(line.count("|") == 8 for line in lines)
+
+
+def test_cli_writes_markdown_and_chart(runs, tmp_path):
+    out_md, out_png = tmp_path / "report.md", tmp_path / "report.png"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "report.py"), *runs,
+         "--markdown", str(out_md), "--chart", str(out_png)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "| Table 8 | COCO train → val, mAP@.5 | VGG-16 | 41.5 | 42.0 | +0.5 |" in result.stdout
+    assert out_md.read_text().count("\n") > 10
+    assert Image.open(out_png).size[0] > 100
+
+
+def test_unfinished_run_is_named(tmp_path):
+    (tmp_path / "half").mkdir()
+    with pytest.raises(FileNotFoundError, match="half"):
+        build_rows([str(tmp_path / "half")])
