@@ -1,0 +1,378 @@
+"""Which evaluator measures what the paper reports, per dataset.
+
+    COCO splits (Table 8)         COCOEvaluator, bbox: "AP50" = mAP@.5, "AP" = mAP@[.5,.95]
+    VOC 2007 test (Table 7)       PascalVOCDetectionEvaluator: bbox "AP50" = VOC07 11-point mAP
+    VOC 2012 test (Table 7)       VOC2012SubmissionWriter: result files for the evaluation server
+    synthetic_shapes_{train,val}  COCOEvaluator plus VOC07Evaluator ("bbox_voc07": {"AP50"})
+    synthetic_shapes_voc_*        PascalVOCDetectionEvaluator (registered with year 2007)
+
+`build_evaluator(cfg, dataset_name, output_folder)` has the signature of
+`DefaultTrainer.build_evaluator`, so a trainer can simply delegate to it.
+"""
+import gzip
+import importlib.machinery
+import io
+import logging
+import math
+import os
+import re
+import tarfile
+from collections import defaultdict
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    PascalVOCDetectionEvaluator,
+)
+from detectron2.structures import BoxMode
+from detectron2.utils import comm
+
+from .layout import SYNTHETIC_COCO_SPLITS
+
+__all__ = [
+    "build_evaluator",
+    "fast_coco_eval_available",
+    "PaperCOCOEvaluator",
+    "VOC07Evaluator",
+    "VOC2012SubmissionWriter",
+    "read_voc_submission",
+    "voc07_average_precision",
+]
+
+logger = logging.getLogger(__name__)
+
+VOC_SERVER = "http://host.robots.ox.ac.uk:8080/"
+
+
+def fast_coco_eval_available() -> bool:
+    """True only when `detectron2._C` is a compiled extension (it holds the fast COCOeval)."""
+    try:
+        from detectron2 import _C
+    except ImportError:
+        return False
+    loader = getattr(getattr(_C, "__spec__", None), "loader", None)
+    return isinstance(loader, importlib.machinery.ExtensionFileLoader)
+
+
+class PaperCOCOEvaluator(COCOEvaluator):
+    """COCOEvaluator that reports 0 AP, not NaN, when the model detected nothing at all.
+
+    Detectron2 returns NaN for every metric when there is no detection to score; for a model that
+    ran and found nothing the average precision is 0, and reports and plots should say so.
+    """
+
+    def reset(self):
+        super().reset()
+        self._num_detections = 0
+
+    def process(self, inputs, outputs):
+        super().process(inputs, outputs)
+        self._num_detections += sum(len(o["instances"]) for o in outputs if "instances" in o)
+
+    def evaluate(self, img_ids=None):
+        total = self._num_detections
+        if self._distributed:
+            total = sum(comm.gather(self._num_detections, dst=0))
+        results = super().evaluate(img_ids)
+        if results and total == 0 and comm.is_main_process():
+            for task, metrics in results.items():
+                results[task] = {k: (0.0 if isinstance(v, float) and math.isnan(v) else v)
+                                 for k, v in metrics.items()}
+            logger.warning("No detections on %s: its COCO AP is reported as 0.",
+                           self._metadata.name)
+        return results
+
+
+def voc07_average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC 2007 11-point AP: the mean over t = 0, 0.1, ..., 1 of the best precision at recall >= t.
+
+    The thresholds are computed as k * 0.1, as MATLAB's `0:0.1:1` in the devkit does.
+    """
+    ap = 0.0
+    for t in np.arange(11) * 0.1:
+        above = precision[recall >= t]
+        ap += (above.max() if above.size else 0.0) / 11.0
+    return float(ap)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one XYXY box with many, in continuous coordinates.
+
+    Equal to the devkit's "+1" pixel arithmetic on 1-based inclusive corners, since those are
+    [x0 + 1, x1] for a continuous box [x0, x1].
+    """
+    iw = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    inter = iw * ih
+    union = ((box[2] - box[0]) * (box[3] - box[1])
+             + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
+    return inter / np.maximum(union, np.finfo(np.float64).eps)
+
+
+class VOC07Evaluator(DatasetEvaluator):
+    """PASCAL VOC 2007 mAP at IoU > 0.5 (11-point AP) for any registered detection dataset.
+
+    Ground truth comes from `DatasetCatalog.get(dataset_name)`, so it works on COCO-form data;
+    crowd boxes ("iscrowd": 1) are ignored like VOC's "difficult" ones. On VOC-form data it gives
+    the number PascalVOCDetectionEvaluator gives. Results: {"bbox_voc07": {"AP50": mAP,
+    "AP50-<class>": AP, ...}} in percent; classes without ground truth are left out of the mean.
+    """
+
+    def __init__(self, dataset_name: str, distributed: bool = True, iou_threshold: float = 0.5):
+        self._dataset_name = dataset_name
+        self._class_names = list(MetadataCatalog.get(dataset_name).thing_classes)
+        self._distributed = distributed
+        self._iou_threshold = iou_threshold
+
+    def reset(self):
+        self._detections = []  # (class, image_id, score, box)
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            inst = out["instances"].to("cpu")
+            boxes = inst.pred_boxes.tensor.numpy().astype(np.float64)
+            for box, score, cls in zip(boxes, inst.scores.tolist(), inst.pred_classes.tolist()):
+                self._detections.append((cls, inp["image_id"], float(score), box))
+
+    def evaluate(self):
+        detections = self._detections
+        if self._distributed:
+            gathered = comm.gather(self._detections, dst=0)
+            if not comm.is_main_process():
+                return {}
+            detections = [d for part in gathered for d in part]
+
+        # ground truth per (class, image): boxes and their "ignore" flags
+        gt = defaultdict(lambda: [[], []])
+        num_positive = np.zeros(len(self._class_names), dtype=np.int64)
+        for record in DatasetCatalog.get(self._dataset_name):
+            for ann in record.get("annotations", []):
+                box = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
+                ignore = bool(ann.get("iscrowd", 0) or ann.get("difficult", 0))
+                entry = gt[ann["category_id"], record["image_id"]]
+                entry[0].append(box)
+                entry[1].append(ignore)
+                num_positive[ann["category_id"]] += not ignore
+
+        per_class = {}
+        for cls, name in enumerate(self._class_names):
+            if num_positive[cls] == 0:
+                continue
+            dets = [d for d in detections if d[0] == cls]
+            order = np.argsort([-d[2] for d in dets], kind="stable")
+            matched = set()
+            tp, fp = np.zeros(len(dets)), np.zeros(len(dets))
+            for rank, i in enumerate(order):
+                _, image_id, _, box = dets[i]
+                boxes, ignore = gt.get((cls, image_id), ([], []))
+                if not boxes:
+                    fp[rank] = 1
+                    continue
+                overlaps = _iou(box, np.asarray(boxes, dtype=np.float64))
+                j = int(np.argmax(overlaps))
+                if overlaps[j] <= self._iou_threshold:
+                    fp[rank] = 1
+                elif ignore[j]:
+                    continue
+                elif (image_id, j) in matched:
+                    fp[rank] = 1  # a second detection of an object already found
+                else:
+                    matched.add((image_id, j))
+                    tp[rank] = 1
+            tp, fp = np.cumsum(tp), np.cumsum(fp)
+            recall = tp / num_positive[cls]
+            precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+            per_class[name] = 100.0 * voc07_average_precision(recall, precision)
+
+        metrics = {"AP50": float(np.mean(list(per_class.values()))) if per_class else float("nan")}
+        metrics.update({f"AP50-{name}": ap for name, ap in per_class.items()})
+        return {"bbox_voc07": metrics}
+
+
+class VOC2012SubmissionWriter(DatasetEvaluator):
+    """Writes detections on VOC 2012 test in the evaluation server's format; computes nothing.
+
+    Files: <output_dir>/results/VOC2012/Main/<competition>_det_test_<class>.txt, one line per
+    detection, `<image_id> <score> <xmin> <ymin> <xmax> <ymax>` with the devkit's 1-based pixel
+    corners (xmin = x0 + 1, xmax = x1 for a Detectron2 box [x0, y0, x1, y1]), every class present
+    (possibly empty); then <output_dir>/<dataset>_<competition>_results.tar.gz with the `results/`
+    tree at its top, ready to upload. comp4 is the "any training data" track, the one for models
+    pretrained on ImageNet as in the paper; use comp3 only for VOC-data-only training.
+    """
+
+    def __init__(self, dataset_name: str, output_dir: str, competition: str = "comp4",
+                 distributed: bool = True):
+        if not output_dir:
+            raise ValueError(f"VOC2012SubmissionWriter({dataset_name!r}) needs an output_dir")
+        meta = MetadataCatalog.get(dataset_name)
+        self._dataset_name = dataset_name
+        self._class_names = list(meta.thing_classes)
+        self._split = meta.get("split", "test")
+        self._output_dir = output_dir
+        self._competition = competition
+        self._distributed = distributed
+
+    def reset(self):
+        self._lines = defaultdict(list)  # class index -> [(image_id, score, line)]
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            inst = out["instances"].to("cpu")
+            boxes = inst.pred_boxes.tensor.numpy().astype(np.float64)
+            for (x0, y0, x1, y1), score, cls in zip(boxes, inst.scores.tolist(),
+                                                    inst.pred_classes.tolist()):
+                image_id = inp["image_id"]
+                line = f"{image_id} {score:.6f} {x0 + 1:.2f} {y0 + 1:.2f} {x1:.2f} {y1:.2f}"
+                self._lines[cls].append((image_id, -score, line))
+
+    def evaluate(self):
+        lines = self._lines
+        if self._distributed:
+            gathered = comm.gather(self._lines, dst=0)
+            if not comm.is_main_process():
+                return {}
+            lines = defaultdict(list)
+            for part in gathered:
+                for cls, entries in part.items():
+                    lines[cls].extend(entries)
+
+        main_dir = os.path.join(self._output_dir, "results", "VOC2012", "Main")
+        os.makedirs(main_dir, exist_ok=True)
+        files = []
+        for cls, name in enumerate(self._class_names):
+            path = os.path.join(main_dir, f"{self._competition}_det_{self._split}_{name}.txt")
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.writelines(line + "\n" for _, _, line in sorted(lines.get(cls, [])))
+            files.append(path)
+        archive = os.path.join(
+            self._output_dir, f"{self._dataset_name}_{self._competition}_results.tar.gz"
+        )
+        _write_tar_gz(archive, self._output_dir, files)
+        total = sum(len(v) for v in lines.values())
+        logger.info(
+            "%s has no public labels, so no mAP here: wrote %d detections for %d classes to %s "
+            "and packed them as %s. Upload that archive to the PASCAL VOC evaluation server "
+            "(%s, account required) as a VOC2012 detection %s submission to get the mAP.",
+            self._dataset_name, total, len(files), main_dir, archive, VOC_SERVER, self._competition,
+        )
+        return {}
+
+
+def _write_tar_gz(archive: str, base_dir: str, files: List[str]) -> None:
+    """A reproducible .tar.gz: sorted members, no timestamps or owners."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path in sorted(files):
+            info = tarfile.TarInfo(os.path.relpath(path, base_dir).replace(os.sep, "/"))
+            with open(path, "rb") as f:
+                data = f.read()
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    with open(archive, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0,
+                                                   filename="") as gz:
+        gz.write(raw.getvalue())
+
+
+_RESULT_FILE = re.compile(r"^(comp\d+)_det_([A-Za-z0-9]+)_(.+)\.txt$")
+
+
+def read_voc_submission(
+    path: str, competition: Optional[str] = None
+) -> Dict[str, List[Tuple[str, float, Tuple[float, float, float, float]]]]:
+    """Parse VOC detection result files back: {class: [(image_id, score, (x0, y0, x1, y1))]}.
+
+    `path` is a directory holding `<comp>_det_<set>_<class>.txt` files at any depth (for example
+    a VOC2012SubmissionWriter output folder) or a .tar/.tar.gz archive of them. Boxes come back
+    in Detectron2's XYXY_ABS coordinates (the inverse of the writer's 1-based conversion).
+    """
+    contents = {}  # class -> text
+    if os.path.isfile(path):
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar.getmembers():
+                m = _RESULT_FILE.match(os.path.basename(member.name))
+                if member.isfile() and m and competition in (None, m.group(1)):
+                    contents[m.group(3)] = tar.extractfile(member).read().decode("utf-8")
+    else:
+        for dirpath, _, names in os.walk(path):
+            for name in sorted(names):
+                m = _RESULT_FILE.match(name)
+                if m and competition in (None, m.group(1)):
+                    with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                        contents[m.group(3)] = f.read()
+    if not contents:
+        raise FileNotFoundError(f"no <comp>_det_<set>_<class>.txt result files under {path}")
+    parsed = {}
+    for cls, text in sorted(contents.items()):
+        entries = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != 6:
+                raise ValueError(f"{cls} line {lineno}: expected 6 fields, got {line!r}")
+            xmin, ymin, xmax, ymax = map(float, fields[2:])
+            entries.append((fields[0], float(fields[1]), (xmin - 1, ymin - 1, xmax, ymax)))
+        parsed[cls] = entries
+    return parsed
+
+
+def _ensure_synthetic_present(dataset_name: str) -> None:
+    root = MetadataCatalog.get(dataset_name).get("synthetic_root")
+    if root:
+        from .synthetic import ensure_synthetic, is_complete
+
+        if not is_complete(root):
+            ensure_synthetic(root)
+
+
+def build_evaluator(
+    cfg, dataset_name: str, output_folder: Optional[str] = None
+) -> DatasetEvaluator:
+    """The evaluator for `dataset_name` that reports the paper's metric (see the module doc).
+
+    Args:
+        cfg: a Detectron2 config; only OUTPUT_DIR is read, for the default output folder
+            (may be None when output_folder is given).
+        dataset_name: a registered dataset name.
+        output_folder: where evaluators write predictions / result files;
+            default <OUTPUT_DIR>/inference/<dataset_name>.
+    """
+    if dataset_name not in DatasetCatalog:
+        raise KeyError(
+            f"build_evaluator: dataset '{dataset_name}' is not registered. Import "
+            "resnet_backbone.data to register the project's datasets, or register it yourself."
+        )
+    if output_folder is None:
+        if cfg is None:
+            raise ValueError("build_evaluator: give cfg or output_folder")
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    meta = MetadataCatalog.get(dataset_name)
+    evaluator_type = meta.get("evaluator_type")
+    _ensure_synthetic_present(dataset_name)
+
+    if evaluator_type == "coco":
+        coco = PaperCOCOEvaluator(
+            dataset_name, tasks=("bbox",), output_dir=output_folder,
+            use_fast_impl=fast_coco_eval_available(),
+        )
+        if dataset_name in SYNTHETIC_COCO_SPLITS:
+            return DatasetEvaluators([coco, VOC07Evaluator(dataset_name)])
+        return coco
+    if evaluator_type == "pascal_voc":
+        return PascalVOCDetectionEvaluator(dataset_name)
+    if evaluator_type == "pascal_voc_submission":
+        return VOC2012SubmissionWriter(dataset_name, output_folder)
+    if meta.get("parts"):
+        raise ValueError(
+            f"build_evaluator: dataset '{dataset_name}' is a training set (the concatenation of "
+            f"{', '.join(meta.parts)}); evaluate on one of its test splits instead."
+        )
+    raise ValueError(
+        f"build_evaluator: no evaluator for dataset '{dataset_name}' "
+        f"(evaluator_type={evaluator_type!r}); the project evaluates COCO and PASCAL VOC splits "
+        "and the synthetic_shapes splits."
+    )

@@ -1,0 +1,200 @@
+"""Every dataset name registers and loads from a tiny fake tree; the tree checker finds faults."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+from PIL import Image
+
+import resnet_backbone.data as data
+from resnet_backbone.data import datasets as registration
+from resnet_backbone.data.layout import PAPER_SPLITS, SYNTHETIC_COCO_SPLITS, SYNTHETIC_VOC_SPLITS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _jpg(path, w, h, seed=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def _voc(dirname, split, ids, annotated=True, size=(40, 30)):
+    w, h = size
+    os.makedirs(os.path.join(dirname, "ImageSets", "Main"), exist_ok=True)
+    with open(os.path.join(dirname, "ImageSets", "Main", split + ".txt"), "w") as f:
+        f.write("".join(i + "\n" for i in ids))
+    for k, i in enumerate(ids):
+        _jpg(os.path.join(dirname, "JPEGImages", i + ".jpg"), w, h, k)
+        if annotated:
+            os.makedirs(os.path.join(dirname, "Annotations"), exist_ok=True)
+            with open(os.path.join(dirname, "Annotations", i + ".xml"), "w") as f:
+                f.write(
+                    f"<annotation><filename>{i}.jpg</filename><size><width>{w}</width>"
+                    f"<height>{h}</height><depth>3</depth></size><object><name>dog</name>"
+                    "<pose>Left</pose><truncated>0</truncated><difficult>0</difficult>"
+                    "<bndbox><xmin>3</xmin><ymin>4</ymin><xmax>20</xmax><ymax>25</ymax></bndbox>"
+                    "</object></annotation>"
+                )
+
+
+def _coco(root, image_dir, json_name, names, first_id=1):
+    things = [c for c in COCO_CATEGORIES if c["isthing"]]
+    images, annotations = [], []
+    for k, name in enumerate(names):
+        _jpg(os.path.join(root, image_dir, name), 32, 24, k)
+        images.append({"id": first_id + k, "file_name": name, "width": 32, "height": 24})
+        annotations.append({"id": first_id + k, "image_id": first_id + k, "category_id": 18,
+                            "bbox": [2, 3, 10, 12], "area": 120, "iscrowd": 0})
+    os.makedirs(os.path.join(root, "coco", "annotations"), exist_ok=True)
+    categories = [{"id": c["id"], "name": c["name"]} for c in things]
+    with open(os.path.join(root, "coco", "annotations", json_name), "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+
+
+def make_fake_tree(root):
+    """A miniature $DETECTRON2_DATASETS: every part the paper uses, two images per split."""
+    root = str(root)
+    _voc(os.path.join(root, "VOC2007"), "trainval", ["000005", "000007"])
+    _voc(os.path.join(root, "VOC2007"), "test", ["000001", "000002"])
+    _voc(os.path.join(root, "VOC2012"), "trainval", ["2008_000002", "2008_000003"])
+    _voc(os.path.join(root, "VOC2012"), "test", ["2008_000001", "2008_000004"], annotated=False,
+         size=(50, 36))
+    _coco(root, "coco/train2014", "instances_train2014.json", ["a.jpg", "b.jpg"])
+    _coco(root, "coco/val2014", "instances_val2014.json", ["c.jpg", "d.jpg"], first_id=10)
+    _coco(root, "coco/val2014", "instances_minival2014.json", ["c.jpg"], first_id=10)
+    _coco(root, "coco/val2014", "instances_valminusminival2014.json", ["d.jpg"], first_id=11)
+    _coco(root, "coco/train2017", "instances_train2017.json", ["e.jpg", "f.jpg"])
+    _coco(root, "coco/val2017", "instances_val2017.json", ["g.jpg", "h.jpg"])
+    data.ensure_synthetic(data.synthetic_root(root), num_train=3, num_val=2)
+    return root
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    root = make_fake_tree(tmp_path / "d2")
+    data.register_all(root)
+    yield root
+    data.register_all()  # back to $DETECTRON2_DATASETS for the other tests
+
+
+def test_builtin_names_are_reused_not_reregistered():
+    data.register_all()
+    root = data.datasets_root()
+    for name in ("coco_2014_train", "coco_2014_val", "coco_2017_val"):
+        expected = os.path.join(root, PAPER_SPLITS[name].json_file)
+        assert MetadataCatalog.get(name).json_file == expected
+    assert MetadataCatalog.get("voc_2007_test").dirname == os.path.join(root, "VOC2007")
+    assert MetadataCatalog.get("voc_2007_test").evaluator_type == "pascal_voc"
+
+
+def test_every_name_loads_from_a_given_root(fake_root):
+    names = list(PAPER_SPLITS) + list(data.VOC_COMBOS)
+    names += list(SYNTHETIC_COCO_SPLITS) + list(SYNTHETIC_VOC_SPLITS)
+    for name in names:
+        records = DatasetCatalog.get(name)
+        assert records, name
+        for r in records:
+            assert r["file_name"].startswith(fake_root) and os.path.isfile(r["file_name"]), name
+            assert r["height"] > 0 and r["width"] > 0
+    voc = DatasetCatalog.get("voc_2007_trainval")
+    assert voc[0]["image_id"] == "000005"
+    assert voc[0]["annotations"][0]["bbox"] == [2.0, 3.0, 20.0, 25.0]  # VOC 1-based -> 0-based
+    assert voc[0]["annotations"][0]["category_id"] == data.VOC_CLASS_NAMES.index("dog")
+    coco = DatasetCatalog.get("coco_2014_train")
+    classes = MetadataCatalog.get("coco_2014_train").thing_classes
+    assert classes[coco[0]["annotations"][0]["category_id"]] == "dog"
+
+
+def test_voc_2012_test_has_images_and_sizes_but_no_labels(fake_root):
+    records = DatasetCatalog.get("voc_2012_test")
+    assert [r["image_id"] for r in records] == ["2008_000001", "2008_000004"]
+    assert all((r["width"], r["height"]) == (50, 36) and "annotations" not in r for r in records)
+    meta = MetadataCatalog.get("voc_2012_test")
+    assert (meta.year, meta.split, meta.evaluator_type) == (2012, "test", "pascal_voc_submission")
+    assert len(meta.thing_classes) == 20
+
+
+def test_voc_combos_concatenate_their_parts(fake_root):
+    assert data.VOC_07_12 == ("voc_2007_trainval", "voc_2012_trainval")
+    assert data.VOC_07PP_12 == ("voc_2007_trainval", "voc_2007_test", "voc_2012_trainval")
+    for name, parts in data.VOC_COMBOS.items():
+        ids = [r["image_id"] for r in DatasetCatalog.get(name)]
+        assert ids == [r["image_id"] for p in parts for r in DatasetCatalog.get(p)]
+    assert len(DatasetCatalog.get("voc_0712pp_trainval")) == 6
+
+
+def test_register_all_is_idempotent(fake_root):
+    before = {name: DatasetCatalog[name] for name in DatasetCatalog.list()}
+    data.register_all(fake_root)
+    data.register_all(fake_root)
+    assert {name: DatasetCatalog[name] for name in DatasetCatalog.list()} == before
+
+
+def test_synthetic_metadata_serves_both_evaluators(fake_root):
+    coco = MetadataCatalog.get("synthetic_shapes_val")
+    assert coco.json_file.startswith(fake_root) and os.path.isfile(coco.json_file)
+    assert coco.thing_classes == list(data.SHAPE_CLASSES)
+    voc = MetadataCatalog.get("synthetic_shapes_voc_val")
+    assert (voc.year, voc.split, voc.thing_classes) == (2007, "val", list(data.SHAPE_CLASSES))
+    assert os.path.isdir(os.path.join(voc.dirname, "Annotations"))
+
+
+def test_build_evaluator_rejects_unknown_and_training_only_names(tmp_path):
+    with pytest.raises(KeyError, match="no_such_dataset"):
+        data.build_evaluator(None, "no_such_dataset", str(tmp_path))
+    with pytest.raises(ValueError, match="voc_2007_2012_trainval.*training set"):
+        data.build_evaluator(None, "voc_2007_2012_trainval", str(tmp_path))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # numpy's note on np.str
+def test_voc_loader_matches_detectron2s(fake_root, monkeypatch):
+    from detectron2.data.datasets.pascal_voc import load_voc_instances
+
+    if not registration._detectron2_voc_loader_works():
+        monkeypatch.setattr(np, "str", str, raising=False)  # what v0.6 still calls np.str
+
+    dirname = os.path.join(fake_root, "VOC2007")
+    ours = data.load_voc_split(dirname, "test", data.VOC_CLASS_NAMES)
+    assert ours == load_voc_instances(dirname, "test", data.VOC_CLASS_NAMES)
+
+
+# ---- datasets/check_datasets.py ------------------------------------------------------------------
+
+
+def _checker():
+    spec = importlib.util.spec_from_file_location(
+        "check_datasets", os.path.join(REPO, "datasets", "check_datasets.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checker_accepts_a_complete_tree_and_names_what_breaks(tmp_path, capsys):
+    check = _checker()
+    root = make_fake_tree(tmp_path / "d2")
+    assert check.main(["--root", root]) == 0
+    out = capsys.readouterr().out
+    assert "warning: voc_2007_test: 2 images, the official release has 4952" in out
+
+    os.remove(os.path.join(root, "VOC2007", "JPEGImages", "000002.jpg"))
+    with open(os.path.join(root, "VOC2012", "Annotations", "2008_000003.xml"), "w") as f:
+        f.write("<annotation><size>")
+    os.remove(os.path.join(root, "coco", "val2017", "h.jpg"))
+    assert check.main(["--root", root]) == 1
+    out = capsys.readouterr().out
+    assert "voc_2007_test: ids in test.txt without JPEGImages/<id>.jpg [1]: 000002" in out
+    assert "2008_000003.xml: unparsable" in out
+    assert "coco_2017_val: images in the json missing from coco/val2017/ [1]: h.jpg" in out
+    assert check.main(["--root", root, "coco2014", "synthetic"]) == 0
+    assert check.main(["--root", root, "nonsense"]) == 2
+
+
+def test_checker_points_at_an_unlinked_vocdevkit(tmp_path, capsys):
+    _voc(str(tmp_path / "VOCdevkit" / "VOC2007"), "trainval", ["000005", "000007"])
+    assert _checker().main(["--root", str(tmp_path), "voc2007"]) == 1
+    assert "ln -s VOCdevkit/VOC2007" in capsys.readouterr().out
