@@ -1,0 +1,318 @@
+"""The set-up route (tools/install_detectron2.py) and the detectron2 it provides.
+
+A stock Detectron2 Faster R-CNN (model-zoo config, shrunk) trains through DefaultTrainer on the
+CPU, writes a checkpoint, resumes from it and is evaluated by COCOEvaluator with pycocotools;
+launch() runs two CPU processes over gloo; the compiled-op stand-in raises a clear error.
+CPU only, no network.
+"""
+import datetime
+import importlib.util
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALLER = REPO / "tools" / "install_detectron2.py"
+C4_CONFIG = "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"
+
+
+def _installer():
+    spec = importlib.util.spec_from_file_location("install_detectron2", INSTALLER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _adapted_c():
+    """detectron2._C if it is the installer's stand-in, else None (e.g. a real source build)."""
+    pytest.importorskip("detectron2")
+    from detectron2 import _C
+
+    return _C if getattr(_C, "__adapted_by__", None) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The installer itself
+# ---------------------------------------------------------------------------------------------
+def test_patch_fails_loudly_naming_file_and_text(tmp_path, monkeypatch):
+    inst = _installer()
+    (tmp_path / "detectron2").mkdir()
+    (tmp_path / "setup.py").write_text("setup(name='x')\n")
+    monkeypatch.setattr(
+        inst, "PATCHES", [("setup.py", "ext_modules=get_extensions(),\n", "", 1, "no csrc")]
+    )
+    with pytest.raises(inst.SetupError) as e:
+        inst.apply_patches(tmp_path)
+    assert "setup.py" in str(e.value) and "ext_modules=get_extensions()" in str(e.value)
+    assert "found 0" in str(e.value)
+
+
+def test_patch_counts_occurrences_exactly(tmp_path, monkeypatch):
+    inst = _installer()
+    (tmp_path / "detectron2").mkdir()
+    f = tmp_path / "detectron2" / "a.py"
+    f.write_text("x = np.int\ny = np.int64\nz = np.bool\n")
+    monkeypatch.setattr(inst, "PATCHES", [("detectron2/a.py", inst._NP_ALIAS, r"\1", 2, "np")])
+    inst.apply_patches(tmp_path)
+    assert f.read_text() == "x = int\ny = np.int64\nz = bool\n"
+    assert (tmp_path / "detectron2" / "_C.py").is_file()
+
+    f.write_text("x = np.int\n")  # one occurrence where two are expected
+    (tmp_path / "detectron2" / "_C.py").unlink()
+    with pytest.raises(inst.SetupError, match="expected 2 occurrence"):
+        inst.apply_patches(tmp_path)
+
+
+def test_patches_apply_to_the_real_archive(tmp_path):
+    inst = _installer()
+    archive = inst.WORK_DIR / inst.ARCHIVE_NAME
+    if not archive.is_file():
+        pytest.skip(f"{archive} not fetched (the set-up kept an existing detectron2)")
+    assert inst._sha256(archive) == inst.ARCHIVE_SHA256
+    with tarfile.open(archive) as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(tmp_path, filter="data")
+        else:
+            tf.extractall(tmp_path)
+    tree = tmp_path / inst.ARCHIVE_TOP
+    inst.apply_patches(tree)
+    standin = (tree / "detectron2" / "_C.py").read_text()
+    assert inst.fingerprint() in standin
+    compile(standin, "_C.py", "exec")
+    compile((tree / "setup.py").read_text(), "setup.py", "exec")
+
+
+def test_installed_adaptation_is_current():
+    _C = _adapted_c()
+    if _C is None:
+        pytest.skip("detectron2 is not the installer's adapted build")
+    assert _C.__adapted_by__ == _installer().fingerprint()
+
+
+# ---------------------------------------------------------------------------------------------
+# The detectron2 in this environment
+# ---------------------------------------------------------------------------------------------
+def test_model_zoo_configs_and_collect_env():
+    pytest.importorskip("detectron2")
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+    from detectron2.utils.collect_env import collect_env_info
+
+    path = model_zoo.get_config_file(C4_CONFIG)
+    assert os.path.isfile(path)
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeads"
+    assert "detectron2" in collect_env_info()
+
+
+def test_compiled_ops_raise_a_clear_error():
+    _C = _adapted_c()
+    if _C is None:
+        pytest.skip("detectron2 has its compiled ops")
+    import torch
+    from detectron2.layers import nms_rotated
+    from detectron2.structures import RotatedBoxes, pairwise_iou_rotated
+
+    assert _C.has_cuda() is False
+    assert "not built" in _C.get_compiler_version()
+    boxes = RotatedBoxes(torch.tensor([[10.0, 10.0, 4.0, 4.0, 0.0]]))
+    with pytest.raises(RuntimeError, match=r"box_iou_rotated.*rotated boxes.*build detectron2"):
+        pairwise_iou_rotated(boxes, boxes)
+    with pytest.raises(RuntimeError, match=r"nms_rotated.*rotated boxes"):
+        nms_rotated(boxes.tensor, torch.ones(1), 0.5)
+    with pytest.raises(RuntimeError, match=r"deform_conv_forward.*deformable convolution"):
+        _C.deform_conv_forward()
+    with pytest.raises(RuntimeError, match=r"use_fast_impl=False"):
+        _C.COCOevalEvaluateImages()
+    with pytest.raises(RuntimeError, match=r"some_future_op.*compiled ops"):
+        _C.some_future_op()
+    with pytest.raises(AttributeError):
+        _C.__wrapped__  # dunder lookups stay ordinary misses (inspect, pickle, doctest)
+
+
+def test_collect_env_on_a_cuda_machine_skips_the_stand_in(monkeypatch):
+    """With CUDA, collect_env runs cuobjdump on _C.__file__ unless _C.has_cuda() is false."""
+    if _adapted_c() is None:
+        pytest.skip("detectron2 has its compiled ops")
+    import torch
+    from detectron2.utils.collect_env import collect_env_info
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    info = collect_env_info()
+    assert "detectron2 arch flags" not in info
+    assert "not built" in info
+
+
+def _all_reduce_worker(out_dir):
+    import torch
+    import torch.distributed as dist
+    from detectron2.utils import comm
+
+    t = torch.tensor([float(comm.get_rank() + 1)])
+    dist.all_reduce(t)
+    gathered = comm.all_gather(comm.get_rank())
+    comm.synchronize()
+    with open(os.path.join(out_dir, f"rank{comm.get_rank()}.json"), "w") as f:
+        json.dump({"sum": t.item(), "backend": dist.get_backend(), "gathered": gathered,
+                   "local_rank": comm.get_local_rank(), "world": comm.get_world_size()}, f)
+
+
+def test_launch_runs_two_cpu_processes_with_gloo(tmp_path, monkeypatch):
+    pytest.importorskip("detectron2")
+    from detectron2.engine import launch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the spawned workers see no GPU
+    launch(_all_reduce_worker, 2, dist_url="auto", args=(str(tmp_path),),
+           timeout=datetime.timedelta(seconds=120))
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for r, res in enumerate(results):
+        assert res == {"sum": 3.0, "backend": "gloo", "gathered": [0, 1], "local_rank": r,
+                       "world": 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny stock Faster R-CNN: train 2 iterations, checkpoint, resume, evaluate
+# ---------------------------------------------------------------------------------------------
+def _register_tiny_dataset(name, image_dir):
+    """Two random 80x96 images with two boxes each, registered in memory, in COCO-like dicts."""
+    from PIL import Image
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.structures import BoxMode
+
+    rng = np.random.default_rng(0)
+    dicts = []
+    for i in range(2):
+        img = rng.integers(0, 255, size=(80, 96, 3), dtype=np.uint8)
+        img[10:50, 20:60] = (200, 40, 40)
+        file_name = os.path.join(image_dir, f"{name}_{i}.png")
+        Image.fromarray(img).save(file_name)
+        dicts.append({
+            "file_name": file_name, "image_id": i, "height": 80, "width": 96,
+            "annotations": [
+                {"bbox": [20, 10, 60, 50], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
+                 "iscrowd": 0},
+                {"bbox": [5, 55, 40, 75], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1,
+                 "iscrowd": 0},
+            ],
+        })
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=["red", "other"])
+
+
+def _tiny_cfg(dataset, output_dir, max_iter):
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(model_zoo.get_config_file(C4_CONFIG))
+    cfg.merge_from_list([
+        "MODEL.DEVICE", "cpu",
+        "MODEL.WEIGHTS", "",  # random init: no download
+        # Inputs of unit scale keep the randomly initialised, unnormalised (FrozenBN) R-50
+        # finite; with the default std of 1 its outputs blow up and it predicts no box.
+        "MODEL.PIXEL_STD", [57.375, 57.120, 58.395],
+        # The stock R-50-C4 layout at a quarter of its width (1/16 of the weights): fast, and
+        # its checkpoints stay small.
+        "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+        "MODEL.RESNETS.WIDTH_PER_GROUP", 16,
+        "MODEL.ROI_HEADS.NUM_CLASSES", 2,
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,  # a random model still yields detections
+        "MODEL.RPN.PRE_NMS_TOPK_TRAIN", 200, "MODEL.RPN.POST_NMS_TOPK_TRAIN", 50,
+        "MODEL.RPN.PRE_NMS_TOPK_TEST", 200, "MODEL.RPN.POST_NMS_TOPK_TEST", 50,
+        "DATASETS.TRAIN", (dataset,), "DATASETS.TEST", (dataset,),
+        "DATALOADER.NUM_WORKERS", 0,
+        "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MAX_SIZE_TRAIN", 96,
+        "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 96,
+        "SOLVER.IMS_PER_BATCH", 2, "SOLVER.BASE_LR", 0.001, "SOLVER.MAX_ITER", max_iter,
+        "SOLVER.STEPS", (1,), "SOLVER.WARMUP_ITERS", 1, "SOLVER.CHECKPOINT_PERIOD", 100,
+        "TEST.EVAL_PERIOD", 0, "TEST.DETECTIONS_PER_IMAGE", 20,
+        "OUTPUT_DIR", str(output_dir),
+    ])
+    return cfg
+
+
+def test_faster_rcnn_trains_resumes_and_evaluates_on_cpu(tmp_path):
+    pytest.importorskip("detectron2")
+    import torch
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.data import build_detection_test_loader
+    from detectron2.engine import DefaultTrainer
+    from detectron2.evaluation import COCOEvaluator, inference_on_dataset
+
+    torch.manual_seed(0)
+    _register_tiny_dataset("rb_tiny", str(tmp_path))
+
+    # Train 2 iterations; PeriodicCheckpointer writes model_final.pth at the end.
+    cfg = _tiny_cfg("rb_tiny", tmp_path / "out", max_iter=2)
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert trainer.iter == 2  # the loop leaves iter one past the last iteration (1)
+    final = tmp_path / "out" / "model_final.pth"
+    assert final.is_file()
+    assert (tmp_path / "out" / "last_checkpoint").read_text().strip() == "model_final.pth"
+
+    # The checkpoint it wrote loads back with torch>=2.6's weights_only default, with the
+    # optimizer, scheduler and iteration it saved.
+    ckpt = DetectionCheckpointer(trainer.model).load(str(final))
+    assert ckpt["iteration"] == 1
+    assert ckpt["trainer"]["_trainer"]["optimizer"]["state"]
+    assert ckpt["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 2
+
+    # Resume: a new trainer picks up the last checkpoint and runs the remaining iteration.
+    cfg3 = _tiny_cfg("rb_tiny", tmp_path / "out", max_iter=3)
+    resumed = DefaultTrainer(cfg3)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 2
+    assert resumed.optimizer.state_dict()["state"], "optimizer state was not restored"
+    w = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(resumed.model.state_dict()[w], trainer.model.state_dict()[w])
+    resumed.train()
+    assert resumed.iter == 3
+
+    # Evaluate with pycocotools (the C++ evaluator is a compiled op).
+    evaluator = COCOEvaluator("rb_tiny", output_dir=str(tmp_path / "eval"), use_fast_impl=False)
+    loader = build_detection_test_loader(cfg3, "rb_tiny")
+    results = inference_on_dataset(resumed.model, loader, evaluator)
+    ap = results["bbox"]["AP"]
+    assert np.isfinite(ap) and 0.0 <= ap <= 100.0, results
+    assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "AP-red", "AP-other"}
+
+
+def _ddp_train_worker(image_dir, output_dir):
+    import torch
+
+    from detectron2.engine import DefaultTrainer
+
+    torch.manual_seed(0)
+    _register_tiny_dataset("rb_tiny_ddp", image_dir)
+    cfg = _tiny_cfg("rb_tiny_ddp", output_dir, max_iter=2)
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+
+
+def test_default_trainer_runs_two_cpu_processes(tmp_path, monkeypatch):
+    pytest.importorskip("detectron2")
+    _C = _adapted_c()
+    if _C is None:
+        pytest.skip("multi-process CPU training through DefaultTrainer needs the adapted "
+                    "create_ddp_model (upstream passes device_ids to DDP for any model)")
+    from detectron2.engine import launch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    launch(_ddp_train_worker, 2, dist_url="auto", args=(str(tmp_path), str(tmp_path / "out")),
+           timeout=datetime.timedelta(seconds=300))
+    assert (tmp_path / "out" / "model_final.pth").is_file()
