@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
-from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
+from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
 SHORTCUT_OPTIONS = ("A", "B", "C")
@@ -232,14 +232,6 @@ class ResNet(Backbone):
             if name in self._out_features:
                 outputs[name] = x
         return outputs
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
 
 
 def last_stage_for(out_features):

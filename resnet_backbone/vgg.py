@@ -10,7 +10,7 @@ torchvision's `features.<index>` onto.
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_msra_fill
 
-from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.layers import Conv2d
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
 # Blocks conv1..conv5 of configuration "D": (number of 3x3 convs, their width). A 2x2/2 max-pool
@@ -109,14 +109,6 @@ class VGG16(Backbone):
             if name in self._out_features:
                 outputs[name] = x
         return outputs
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
 
 
 def make_vgg16(*, out_features=("conv5",), freeze_at=2, in_channels=3, last_block=None):

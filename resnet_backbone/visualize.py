@@ -29,7 +29,7 @@ def _titled(picture, title):
 
 
 def save_detection_pictures(model, cfg, dataset_name, out_dir, *, num_images=4,
-                            score_threshold=0.5):
+                            score_threshold=0.5, scale=2.0):
     """Write `num_images` side-by-side PNGs for the first images of `dataset_name`; returns
     their paths. Each file is written under a temporary name and renamed when complete."""
     os.makedirs(out_dir, exist_ok=True)
@@ -42,8 +42,9 @@ def save_detection_pictures(model, cfg, dataset_name, out_dir, *, num_images=4,
         rgb = image[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else image
         instances = predict(model, cfg, image).to("cpu")
         instances = instances[instances.scores >= score_threshold]
-        truth = Visualizer(rgb, metadata).draw_dataset_dict(record).get_image()
-        found = Visualizer(rgb, metadata).draw_instance_predictions(instances).get_image()
+        truth = Visualizer(rgb, metadata, scale=scale).draw_dataset_dict(record).get_image()
+        found = Visualizer(rgb, metadata, scale=scale).draw_instance_predictions(instances)
+        found = found.get_image()
         picture = np.concatenate(
             [_titled(truth, "ground truth"),
              _titled(found, f"predictions (score >= {score_threshold})")], axis=1

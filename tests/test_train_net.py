@@ -34,12 +34,21 @@ def datasets(tmp_path_factory):
     return root
 
 
-def test_train_then_eval_only(datasets, tmp_path):
-    config = str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml")
-    train_dir = tmp_path / "train"
-    result = train_net("--config-file", config, *TINY, "OUTPUT_DIR", str(train_dir),
+DEMO_CONFIG = str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained_run(datasets, tmp_path_factory):
+    train_dir = tmp_path_factory.mktemp("train")
+    result = train_net("--config-file", DEMO_CONFIG, *TINY, "OUTPUT_DIR", str(train_dir),
                        datasets=datasets)
     assert result.returncode == 0, result.stderr[-3000:]
+    return train_dir
+
+
+def test_train_then_eval_only(datasets, trained_run, tmp_path):
+    train_dir = trained_run
+    config = DEMO_CONFIG
     assert (train_dir / "model_final.pth").is_file()
     metrics = json.loads((train_dir / "final_metrics.json").read_text())
     results = metrics["synthetic_shapes_val"]
@@ -68,7 +77,7 @@ def test_pixel_format_mismatch_stops_before_training(datasets, tmp_path):
     save_converted(str(weights), state, make_metadata("resnet18", "torchvision"))
     out = tmp_path / "out"
     result = train_net(
-        "--config-file", str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml"), *TINY,
+        "--config-file", DEMO_CONFIG, *TINY,
         "MODEL.WEIGHTS", str(weights), "INPUT.FORMAT", "BGR",
         "MODEL.PIXEL_MEAN", "[103.53, 116.28, 123.675]", "MODEL.PIXEL_STD", "[1.0, 1.0, 1.0]",
         "OUTPUT_DIR", str(out), datasets=datasets,
@@ -76,3 +85,33 @@ def test_pixel_format_mismatch_stops_before_training(datasets, tmp_path):
     assert result.returncode != 0
     assert "WeightsConfigMismatchError" in result.stderr and "r18_torchvision.pth" in result.stderr
     assert not (out / "model_final.pth").exists()
+
+
+def test_detection_pictures_of_a_trained_run(datasets, trained_run, tmp_path):
+    """The demo's pictures: ground truth beside predictions, one PNG per image."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+    from PIL import Image
+
+    from resnet_backbone import add_resnet_backbone_config
+    from resnet_backbone.data import datasets_root, register_all
+    from resnet_backbone.visualize import save_detection_pictures
+
+    run = trained_run
+    cfg = add_resnet_backbone_config(get_cfg())
+    cfg.merge_from_file(str(run / "config.yaml"))
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(run / "model_final.pth"))
+    default_root = datasets_root()
+    register_all(str(datasets))
+    try:
+        paths = save_detection_pictures(model, cfg, "synthetic_shapes_val", str(tmp_path / "pics"),
+                                        num_images=2, score_threshold=0.0)
+    finally:
+        register_all(default_root)
+    assert len(paths) == 2
+    for path in paths:
+        width, height = Image.open(path).size
+        assert width >= 2 * 2 * 160 and height >= 2 * 160  # two panels, each scaled 2x
+    assert not list((tmp_path / "pics").glob("*.tmp*"))
