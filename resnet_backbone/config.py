@@ -10,6 +10,21 @@ from detectron2.config import CfgNode as CN
 
 def add_resnet_backbone_config(cfg):
     """Add this package's keys (with their defaults) to `cfg` in place; safe to call twice."""
+    if "RESNET_BACKBONE_DATA" not in cfg:
+        cfg.RESNET_BACKBONE_DATA = CN()
+        # Check DATASETS.TRAIN and DATASETS.TEST before training starts (and before anything
+        # is written to OUTPUT_DIR): missing/unreadable images, sizes differing from the
+        # annotation, empty splits, duplicate COCO ids, unusable boxes
+        # (resnet_backbone/data/validation.py). False skips the whole pass.
+        cfg.RESNET_BACKBONE_DATA.VALIDATE = True
+        # Read every image's header (PIL, no decoding) to find missing/unreadable files and
+        # size mismatches; False skips this part for huge datasets on slow disks.
+        cfg.RESNET_BACKBONE_DATA.READ_IMAGE_HEADERS = True
+        # Boxes with zero/negative/non-finite area or entirely outside their image: "drop"
+        # removes them from training and logs how many (with examples); "error" stops.
+        cfg.RESNET_BACKBONE_DATA.BAD_BOXES = "drop"
+        # Threads reading image headers.
+        cfg.RESNET_BACKBONE_DATA.NUM_THREADS = 8
     if "RESNET_BACKBONE" in cfg.MODEL:
         return cfg
     cfg.MODEL.RESNET_BACKBONE = CN()

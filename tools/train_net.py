@@ -3,32 +3,28 @@
 
     python tools/train_net.py --config-file configs/PascalVOC-Detection/resnet101_c4_voc0712.yaml \
         --num-gpus 8 [--resume] [--eval-only MODEL.WEIGHTS path/to/model_final.pth] [KEY VALUE ...]
+    torchrun --nproc_per_node 8 tools/train_net.py --config-file ... [KEY VALUE ...]
 
-Only what differs from Detectron2's DefaultTrainer is written here: the package's config keys,
-the evaluator chosen by dataset, and checks that stop a bad config before any training starts.
-The module-level import of `resnet_backbone` registers the backbones and datasets in every
-worker process that `launch` starts, not only in the parent.
+Only what differs from Detectron2's DefaultTrainer is written here; the trainer itself
+(atomic checkpoints, resumable data stream, evaluator by dataset) is `resnet_backbone.engine`,
+starting the processes `resnet_backbone.distributed`. Bad configs, weights and data stop the run
+before the trainer is built and before OUTPUT_DIR is touched. The module-level import of
+`resnet_backbone` registers the backbones and datasets in every worker process.
 """
 import json
 import os
 
 from detectron2.config import get_cfg
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import resnet_backbone  # noqa: F401  (registers backbones, heads, datasets, imagenet://)
-from resnet_backbone import add_resnet_backbone_config
-from resnet_backbone.checkpoint import ResNetBackboneCheckpointer, check_weights_match_config
-from resnet_backbone.data.evaluation import build_evaluator
+from resnet_backbone import add_resnet_backbone_config, distributed
+from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
+from resnet_backbone.engine import Trainer, check_startup
 from resnet_backbone.report import FINAL_METRICS
-
-
-class Trainer(DefaultTrainer):
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_evaluator(cfg, dataset_name, output_folder)
 
 
 def save_final_metrics(cfg, results):
@@ -44,14 +40,24 @@ def save_final_metrics(cfg, results):
     os.replace(path + ".tmp", path)
 
 
-def setup(args):
+def load_config(args):
     cfg = add_resnet_backbone_config(get_cfg())
     cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_list(args.opts)
+    except AssertionError as e:  # yacs asserts on unknown keys given on the command line
+        raise KeyError(f"{e} (a command-line override; the known keys are Detectron2's and "
+                       "resnet_backbone/config.py's)") from None
     cfg.freeze()
-    if cfg.MODEL.WEIGHTS and not args.resume:
-        check_weights_match_config(cfg, cfg.MODEL.WEIGHTS)
+    return cfg
+
+
+def setup(args):
+    cfg = load_config(args)
+    check_startup(cfg, world_size=comm.get_world_size(), resume=args.resume,
+                  eval_only=args.eval_only, validate_data=not getattr(args, "data_checked", False))
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnet_backbone")
     return cfg
 
 
@@ -78,11 +84,10 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    world_size = distributed.world_size_of(args)
+    if world_size > 1 and not distributed.under_torchrun():
+        # Check once, in the parent, before any worker is spawned.
+        check_startup(load_config(args), world_size=world_size, resume=args.resume,
+                      eval_only=args.eval_only)
+        args.data_checked = True
+    distributed.run(main, args)

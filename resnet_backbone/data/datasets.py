@@ -103,9 +103,15 @@ def load_voc_split(
                 xmin, ymin, xmax, ymax = (
                     float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")
                 )
+                class_name = (obj.findtext("name") or "").strip()
+                if class_name not in class_names:
+                    raise ValueError(
+                        f"{xml_file} (image_id {file_id!r}): unknown class name "
+                        f"{class_name!r}; known: {list(class_names)}"
+                    )
                 annotations.append(
                     {
-                        "category_id": class_names.index(obj.findtext("name").strip()),
+                        "category_id": class_names.index(class_name),
                         "bbox": [xmin - 1.0, ymin - 1.0, xmax, ymax],
                         "bbox_mode": BoxMode.XYXY_ABS,
                     }

@@ -1,0 +1,123 @@
+"""Starting one training function on one or many processes, with Detectron2's `launch` or under
+`torchrun`, so that start-up problems end the job with a message instead of hanging.
+
+* Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT in the environment) the process
+  group is initialised from the environment and nothing is spawned.
+* Otherwise Detectron2's `launch` spawns `--num-gpus` processes per machine (gloo on CPU, NCCL on
+  GPUs). A `--dist-url tcp://HOST:PORT` port already in use on the first machine is reported
+  before spawning; a worker that raises or dies ends the whole job (torch.multiprocessing
+  terminates the others) with a message naming it; collectives time out after
+  $RESNET_BACKBONE_DIST_TIMEOUT_MIN minutes (default 10) instead of Detectron2's 30.
+"""
+import logging
+import os
+import socket
+import sys
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.engine import launch
+from detectron2.utils import comm
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_ENV = "RESNET_BACKBONE_DIST_TIMEOUT_MIN"
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+class DistributedJobError(RuntimeError):
+    """A process of a distributed job could not start, raised, or died; the others were
+    stopped."""
+
+
+def dist_timeout():
+    return timedelta(minutes=float(os.environ.get(TIMEOUT_ENV, "10")))
+
+
+def under_torchrun(environ=os.environ):
+    return all(v in environ for v in _TORCHRUN_VARS)
+
+
+def world_size_of(args, environ=os.environ):
+    if under_torchrun(environ):
+        return int(environ["WORLD_SIZE"])
+    return args.num_gpus * args.num_machines
+
+
+def check_port_free(dist_url, machine_rank=0):
+    """On the first machine, a tcp:// rendezvous port must be free; raise a clear error if not."""
+    if not dist_url or machine_rank != 0 or not dist_url.startswith("tcp://"):
+        return
+    url = urlparse(dist_url)
+    if url.hostname not in ("127.0.0.1", "localhost", "0.0.0.0", socket.gethostname()):
+        try:
+            local = socket.gethostbyname(url.hostname) in (
+                "127.0.0.1", socket.gethostbyname(socket.gethostname()))
+        except OSError:
+            local = False
+        if not local:
+            return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", url.port))
+        except OSError as e:
+            raise DistributedJobError(
+                f"--dist-url {dist_url}: port {url.port} is already in use ({e.strerror}); "
+                "another job may be running there. Pass another --dist-url port, or "
+                "--dist-url auto for a free one on a single machine."
+            ) from None
+
+
+def _init_from_env():
+    world_size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    has_gpu = torch.cuda.is_available()
+    if has_gpu:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if has_gpu else "gloo", init_method="env://",
+                            world_size=world_size, rank=rank, timeout=dist_timeout())
+    if hasattr(comm, "create_local_process_group"):  # Detectron2 after v0.6
+        comm.create_local_process_group(local_size)
+    else:
+        machine = rank // local_size
+        for i in range(world_size // local_size):
+            group = dist.new_group(list(range(i * local_size, (i + 1) * local_size)))
+            if i == machine:
+                comm._LOCAL_PROCESS_GROUP = group
+    comm.synchronize()
+
+
+def run(main_func, args):
+    """Run `main_func(args)` in every process of the job described by `args` (Detectron2's
+    --num-gpus / --num-machines / --machine-rank / --dist-url) or by torchrun's environment."""
+    if under_torchrun():
+        if int(os.environ["WORLD_SIZE"]) > 1:
+            _init_from_env()
+        return main_func(args)
+    world_size = args.num_gpus * args.num_machines
+    if world_size > 1 and args.dist_url != "auto":
+        check_port_free(args.dist_url, args.machine_rank)
+    try:
+        return launch(main_func, args.num_gpus, num_machines=args.num_machines,
+                      machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,),
+                      timeout=dist_timeout())
+    except mp.ProcessExitedException as e:
+        raise DistributedJobError(
+            f"worker process {e.error_index} died ({e}); the other workers were stopped"
+        ) from None
+    except mp.ProcessRaisedException as e:
+        text = str(e).strip().splitlines()
+        raise DistributedJobError(
+            f"worker process {e.error_index} failed with: {text[-1] if text else e}; the other "
+            f"workers were stopped. Its traceback:\n{e}"
+        ) from None
+
+
+def exit_with_message(error):
+    """One line on stderr for errors of a kind the user can fix, then exit status 1."""
+    print(f"\nERROR: {type(error).__name__}: {error}", file=sys.stderr)
+    sys.exit(1)

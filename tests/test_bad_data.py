@@ -1,0 +1,180 @@
+"""Bad data is found before training starts, with a message naming the dataset, the file and the
+entry (resnet_backbone/data/validation.py), or dropped with a count (unusable boxes)."""
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+
+from resnet_backbone.data import SHAPE_CLASSES, ensure_synthetic, load_voc_split
+from resnet_backbone.data.validation import DatasetError, drop_bad_boxes, validate_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pristine") / "synthetic_shapes"
+    ensure_synthetic(str(root), num_train=6, num_val=3)
+    return root
+
+
+@pytest.fixture
+def tree(pristine, tmp_path):
+    """A private copy of the synthetic tree that a test may break."""
+    root = tmp_path / "synthetic_shapes"
+    shutil.copytree(pristine, root)
+    return root
+
+
+_NAMES = []
+
+
+def _register_coco(root, split="train"):
+    name = f"bad_data_coco_{len(_NAMES)}"
+    _NAMES.append(name)
+    register_coco_instances(name, {}, str(root / "annotations" / f"instances_{split}.json"),
+                            str(root / "images"))
+    return name
+
+
+def _register_voc(root, split="train"):
+    name = f"bad_data_voc_{len(_NAMES)}"
+    _NAMES.append(name)
+    voc = str(root / "VOCshapes")
+    DatasetCatalog.register(name, lambda: load_voc_split(voc, split, SHAPE_CLASSES))
+    MetadataCatalog.get(name).set(dirname=voc, split=split, thing_classes=list(SHAPE_CLASSES))
+    return name
+
+
+@pytest.fixture(autouse=True)
+def _unregister():
+    yield
+    while _NAMES:
+        name = _NAMES.pop()
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def _edit_json(root, edit, split="train"):
+    path = root / "annotations" / f"instances_{split}.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_intact_data_passes(tree):
+    summary = validate_dataset(_register_coco(tree))
+    assert summary["images"] == 6 and summary["boxes"] > 0 and summary["bad_boxes"] == 0
+    assert validate_dataset(_register_voc(tree))["images"] == 6
+
+
+def test_missing_image_is_named(tree):
+    (tree / "images" / "train_000002.jpg").unlink()
+    with pytest.raises(DatasetError) as error:
+        validate_dataset(_register_coco(tree))
+    message = str(error.value)
+    assert "1 of 6 images cannot be used" in message
+    assert f"{tree / 'images' / 'train_000002.jpg'} (image_id 3): image file does not exist" \
+        in message
+
+
+def test_corrupt_image_is_named(tree):
+    (tree / "images" / "train_000004.jpg").write_bytes(b"\x00not a jpeg at all")
+    with pytest.raises(DatasetError, match=r"train_000004\.jpg \(image_id 5\): image is not "
+                                           r"readable \(UnidentifiedImageError"):
+        validate_dataset(_register_coco(tree))
+
+
+def test_image_size_differing_from_annotation_is_named(tree):
+    def edit(data):
+        data["images"][1]["width"] += 7
+
+    _edit_json(tree, edit)
+    with pytest.raises(DatasetError, match=r"train_000001\.jpg \(image_id 2\): image is \d+x\d+ "
+                                           r"but its annotation says \d+x\d+"):
+        validate_dataset(_register_coco(tree))
+
+
+def test_unusable_boxes_are_dropped_with_a_count_or_stop_the_run(tree, caplog):
+    def edit(data):
+        data["annotations"][0]["bbox"] = [10, 10, 0, 5]  # zero width
+        data["annotations"][1]["bbox"] = [5000, 5000, 10, 10]  # outside the image
+        data["annotations"][2]["bbox"] = [-5, -5, 20, 20]  # partly outside: clipped, kept
+
+    _edit_json(tree, edit)
+    name = _register_coco(tree)
+    with pytest.raises(DatasetError) as error:
+        validate_dataset(name, bad_boxes="error")
+    message = str(error.value)
+    assert "2 unusable boxes" in message and "zero or negative area" in message
+    assert "lies outside the" in message and "train_000000.jpg (image_id 1), annotation 0" \
+        in message
+
+    with caplog.at_level(logging.INFO, logger="resnet_backbone"):
+        summary = validate_dataset(name, bad_boxes="drop")
+    assert summary["bad_boxes"] == 2 and summary["partly_outside"] == 1
+    dicts = DatasetCatalog.get(name)
+    kept = drop_bad_boxes(dicts, "training set")
+    assert sum(len(d["annotations"]) for d in kept) == summary["boxes"] - 2
+    assert "dropped 2 unusable boxes" in caplog.text
+
+
+def test_unknown_voc_class_is_named(tree):
+    xml = tree / "VOCshapes" / "Annotations" / "train_000003.xml"
+    text = xml.read_text()
+    first = next(c for c in SHAPE_CLASSES if f"<name>{c}</name>" in text)
+    xml.write_text(text.replace(f"<name>{first}</name>", "<name>hexagon</name>", 1))
+    with pytest.raises(DatasetError, match=r"train_000003\.xml \(image_id 'train_000003'\): "
+                                           r"unknown class name 'hexagon'"):
+        validate_dataset(_register_voc(tree))
+
+
+def test_empty_split_is_named(tree):
+    (tree / "VOCshapes" / "ImageSets" / "Main" / "train.txt").write_text("")
+    with pytest.raises(DatasetError, match=r"is empty: .*ImageSets/Main/train\.txt lists no "
+                                           "images"):
+        validate_dataset(_register_voc(tree))
+
+
+def test_coco_duplicate_ids_are_named(tree):
+    def duplicate_image(data):
+        data["images"][3]["id"] = data["images"][2]["id"]
+
+    path = _edit_json(tree, duplicate_image)
+    with pytest.raises(DatasetError, match=rf"{path}: images ids are not unique: id 3 \(2 times\)"):
+        validate_dataset(_register_coco(tree))
+
+    def duplicate_annotation(data):
+        data["images"][3]["id"] = 4
+        data["annotations"][5]["id"] = data["annotations"][4]["id"]
+
+    _edit_json(tree, duplicate_annotation)
+    with pytest.raises(DatasetError, match=r"annotations ids are not unique: id 5 \(2 times\)"):
+        validate_dataset(_register_coco(tree))
+
+
+def test_train_net_stops_before_training_and_leaves_output_dir_alone(tree, tmp_path):
+    (tree / "images" / "val_000001.jpg").unlink()  # the test split is checked too
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("earlier run\n")
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tree.parent), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file",
+         str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml"),
+         "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "OUTPUT_DIR", str(out)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )
+    assert result.returncode != 0
+    assert "DatasetError: dataset 'synthetic_shapes_val'" in result.stderr
+    assert "val_000001.jpg (image_id 1000002): image file does not exist" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["metrics.json"]
+    assert (out / "metrics.json").read_text() == "earlier run\n"

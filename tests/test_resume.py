@@ -1,0 +1,198 @@
+"""Training that survives kills: checkpoints are atomic, and a run killed with SIGKILL and
+restarted with --resume ends with exactly the weights of an uninterrupted run (CPU, fixed SEED).
+Also: a non-finite loss stops the run naming the iteration and keeps the last good checkpoint."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_backbone.data import ensure_synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml")
+# 6 iterations, a checkpoint every 2 (after iterations 1, 3, 5), no evaluation.
+TINY = [
+    "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.STEPS", "(4,)",
+    "INPUT.MIN_SIZE_TRAIN", "(80, 96)", "INPUT.MIN_SIZE_TEST", "96",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
+    "DATALOADER.NUM_WORKERS", "0", "SEED", "3", "DATASETS.TEST", "()",
+]
+
+
+def _command(*args):
+    return [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG,
+            *args]
+
+
+def _env(datasets):
+    return dict(os.environ, DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1")
+
+
+def train_net(*args, datasets):
+    return subprocess.run(_command(*args), capture_output=True, text=True, env=_env(datasets),
+                          cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    ensure_synthetic(str(root / "synthetic_shapes"), num_train=6, num_val=3)
+    return root
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights(datasets, tmp_path):
+    # One data-loader worker process (as the demo): its RNG state must not matter either.
+    tiny = [*TINY, "DATALOADER.NUM_WORKERS", "1"]
+    straight = tmp_path / "straight"
+    result = train_net(*tiny, "OUTPUT_DIR", str(straight), datasets=datasets)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_command(*tiny, "OUTPUT_DIR", str(killed)), env=_env(datasets),
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (killed / "last_checkpoint").exists():
+            assert process.poll() is None, "training ended before writing a checkpoint"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (killed / "model_final.pth").exists(), "the kill came too late to test anything"
+    killed_at = (killed / "last_checkpoint").read_text()
+
+    result = train_net("--resume", *tiny, "OUTPUT_DIR", str(killed), datasets=datasets)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {killed / killed_at}" in result.stdout
+    assert (killed / "last_checkpoint").read_text() == "model_final.pth"
+    final = torch.load(killed / "model_final.pth", map_location="cpu", weights_only=False)
+    assert final["iteration"] == 5
+    expected = _weights(straight / "model_final.pth")
+    assert final["model"].keys() == expected.keys()
+    different = [k for k in expected if not torch.equal(expected[k], final["model"][k])]
+    assert not different, f"weights differ after resuming from {killed_at}: {different[:5]}"
+    assert not list(killed.glob(".*.tmp"))
+
+
+def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(datasets, tmp_path):
+    out = tmp_path / "nan"
+    # An absurd learning rate makes the loss (or the predicted boxes) non-finite within a few
+    # iterations; a checkpoint is attempted after every iteration.
+    result = train_net(*TINY, "SOLVER.MAX_ITER", "20", "SOLVER.STEPS", "(19,)",
+                       "SOLVER.BASE_LR", "1e12", "SOLVER.CHECKPOINT_PERIOD", "1",
+                       "OUTPUT_DIR", str(out), datasets=datasets)
+    assert result.returncode != 0
+    match = re.search(r"FloatingPointError: training stopped at iteration (\d+): the loss or the "
+                      r"weights are not finite .*the last complete checkpoint is (\S+)\.",
+                      result.stderr)
+    assert match, result.stderr[-3000:]
+    iteration, last = int(match.group(1)), Path(match.group(2))
+    assert 0 < iteration < 19
+    assert last.parent == out and last.is_file()
+    assert (out / "last_checkpoint").read_text() == last.name
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["iteration"] < iteration
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    assert not (out / "model_final.pth").exists()
+    assert not list(out.glob(".*.tmp"))
+
+
+def _checkpointer(directory, model):
+    from resnet_backbone.engine import AtomicCheckpointer
+
+    return AtomicCheckpointer(model, str(directory))
+
+
+def test_failed_save_leaves_the_previous_checkpoint_and_pointer(tmp_path, monkeypatch):
+    model = torch.nn.Linear(64, 64)
+    checkpointer = _checkpointer(tmp_path, model)
+    checkpointer.save("model_0000001", iteration=1)
+    good = (tmp_path / "model_0000001.pth").read_bytes()
+
+    def half_written(data, f):  # a disk filling up (or a crash) in the middle of torch.save
+        f.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        checkpointer.save("model_0000003", iteration=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000001.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert (tmp_path / "model_0000001.pth").read_bytes() == good
+
+
+def test_diverged_weights_are_never_saved(tmp_path):
+    model = torch.nn.Linear(4, 4)
+    checkpointer = _checkpointer(tmp_path, model)
+    checkpointer.save("model_0000001")
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="not saving model_0000002.*weight"):
+        checkpointer.save("model_0000002")
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert not (tmp_path / "model_0000002.pth").exists()
+
+
+SAVE_FOREVER = """
+import sys, torch
+from resnet_backbone.engine import AtomicCheckpointer
+model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(16)])  # ~17 MB
+checkpointer = AtomicCheckpointer(model, sys.argv[1])
+i = 0
+while True:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(i)
+    checkpointer.save(f"model_{i:07d}", iteration=i)
+    i += 1
+"""
+
+
+def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
+    """Kill a process that does nothing but save checkpoints, at several moments: whatever
+    `last_checkpoint` names is complete and holds what that save wrote."""
+    from resnet_backbone.engine import AtomicCheckpointer
+
+    script = tmp_path / "save_forever.py"
+    script.write_text(SAVE_FOREVER)
+    out = tmp_path / "out"
+    out.mkdir()
+    for delay in (0.0, 0.13, 0.31, 0.57):
+        process = subprocess.Popen([sys.executable, str(script), str(out)], cwd=REPO,
+                                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+        try:
+            deadline = time.time() + 120
+            while not (out / "last_checkpoint").exists():
+                assert process.poll() is None and time.time() < deadline
+                time.sleep(0.01)
+            time.sleep(delay)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(60)
+        name = (out / "last_checkpoint").read_text()
+        data = torch.load(out / name, map_location="cpu", weights_only=False)
+        i = data["iteration"]
+        assert name == f"model_{i:07d}.pth"
+        assert all(torch.equal(v, torch.full_like(v, i)) for v in data["model"].values())
+        for path in out.glob("model_*.pth"):  # every file that has its final name is complete
+            torch.load(path, map_location="cpu", weights_only=False)
+        # a resumed trainer removes what the killed save left behind
+        from resnet_backbone.engine import remove_stale_temporaries
+
+        remove_stale_temporaries(str(out))
+        assert not list(out.glob(".*"))
+    assert AtomicCheckpointer(torch.nn.Linear(1, 1), str(out)).has_checkpoint()
