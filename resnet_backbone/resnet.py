@@ -68,7 +68,8 @@ class ResidualBlockBase(CNNBlockBase):
     def forward(self, x):
         out = self.branch(x)
         if self.residual:
-            out = out + (self.shortcut(x) if self.shortcut is not None else x)
+            # In place, as Detectron2's blocks do: the branch output is not kept for backward.
+            out += self.shortcut(x) if self.shortcut is not None else x
         return F.relu_(out)
 
 
