@@ -142,7 +142,7 @@ def write_chart(rows, path):
     shown = [r for r in rows if r.ours is not None or r.paper is not None]
     labels = [f"{r.architecture}\n{r.setting}" for r in shown]
     width = 0.4
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(shown)), 5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(shown)), 6.5))
     xs = range(len(shown))
     ax.bar([x - width / 2 for x in xs], [r.paper or 0 for r in shown], width, label="paper")
     ax.bar([x + width / 2 for x in xs], [r.ours or 0 for r in shown], width, label="ours")
@@ -150,7 +150,7 @@ def write_chart(rows, path):
         for offset, value in ((-width / 2, r.paper), (width / 2, r.ours)):
             ax.text(x + offset, (value or 0) + 0.5, _fmt(value), ha="center", fontsize=7)
     ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xticklabels(labels, fontsize=7, rotation=35, ha="right")
     ax.set_ylabel("AP (%)")
     ax.set_title("Detection results: this package vs He et al. 2015 (Tables 7, 8)")
     ax.legend()
