@@ -84,6 +84,39 @@ def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
     return metadata
 
 
+TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ".<name>.<random>.tmp"
+
+
+def atomic_write(path, write):
+    """Call `write(f)` on a temporary binary file next to `path`, fsync it and rename it over
+    `path`. On any failure (or a kill) `path` keeps its previous content."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX,
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
 def save_converted(path, state_dict, metadata):
     """Write a converted checkpoint atomically: a temporary file in the same directory is
     renamed over `path` only once complete, so a killed process never leaves a truncated one."""
@@ -105,24 +138,8 @@ def save_converted(path, state_dict, metadata):
         "__author__": AUTHOR,
         METADATA_KEY: dict(metadata),
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return atomic_write(path, lambda f: torch.save(data, f))
 
 
 def read_metadata(path):

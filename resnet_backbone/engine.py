@@ -18,7 +18,6 @@ import glob
 import logging
 import os
 import random
-import tempfile
 import weakref
 from contextlib import contextmanager
 from itertools import islice
@@ -30,51 +29,19 @@ from detectron2.data.common import DatasetFromList
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.utils import comm
 
-from .checkpoint import ResNetBackboneCheckpointer
+from .checkpoint import TMP_SUFFIX, ResNetBackboneCheckpointer, atomic_write
 from .data.evaluation import build_evaluator
 
 logger = logging.getLogger(__name__)
 
-_TMP_SUFFIX = ".tmp"
-
 
 # ------------------------------------------------------------------------------------------
-# Atomic checkpoints
+# Atomic checkpoints (the write itself is checkpoint.atomic_write)
 # ------------------------------------------------------------------------------------------
-def atomic_write(path, write):
-    """Call `write(f)` on a temporary binary file next to `path`, fsync it and rename it over
-    `path`. On any failure (or a kill) `path` keeps its previous content."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=_TMP_SUFFIX,
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
-
-
 def remove_stale_temporaries(directory):
     """Temporary files left by a process killed while saving (never read by anyone)."""
     removed = []
-    for path in glob.glob(os.path.join(glob.escape(directory), "." + "*" + _TMP_SUFFIX)):
+    for path in glob.glob(os.path.join(glob.escape(directory), "." + "*" + TMP_SUFFIX)):
         name = os.path.basename(path)
         if name.startswith((".last_checkpoint.", ".model_")) or ".pth." in name:
             os.unlink(path)
