@@ -157,7 +157,8 @@ def analyze(depths=tuple(sorted(DEPTH_TABLE)), *, input_size=224, stride_in_1x1=
 def format_analysis(rows):
     """Markdown table of `analyze` rows, plus the paper's VGG-16 vs ResNet-101 remark."""
     lines = [
-        "| network | block | params (M) | multiply-adds (1e9) | paper Table 1 (1e9) | ours vs paper |",
+        "| network | block | params (M) | multiply-adds (1e9) | paper Table 1 (1e9) "
+        "| ours vs paper |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -169,7 +170,10 @@ def format_analysis(rows):
                 block += ", shortcut B"
         paper = row["paper_gflops"]
         paper_text = "—" if paper is None else f"{paper:.1f}"
-        difference = "—" if paper is None else f"{row['relative_difference']:+.1%}"
+        difference = (
+            "—" if paper is None
+            else f"{row['relative_difference'] + 0.0:+.1%}".replace("-0.0%", "+0.0%")
+        )
         lines.append(
             f"| {row['name']} | {block} | {row['params'] / 1e6:.2f} | {row['flops'] / 1e9:.2f} "
             f"| {paper_text} | {difference} |"
@@ -247,7 +251,8 @@ def detection_cfg(name, *, device="cpu", num_classes=80, rois_per_image=512):
             cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIPool"  # as in the Faster R-CNN paper
         else:
             cfg.MODEL.BACKBONE.NAME = (
-                "build_paper_resnet_backbone" if implementation == "ours" else "build_resnet_backbone"
+                "build_paper_resnet_backbone" if implementation == "ours"
+                else "build_resnet_backbone"
             )
             cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
             cfg.MODEL.RPN.IN_FEATURES = ["res4"]
@@ -422,7 +427,9 @@ def benchmark_worker(connection, spec):
             spec["name"], device=spec["device"], rois_per_image=spec["rois_per_image"]
         )
         model = build_model(cfg)
-        batch = synthetic_batch(spec["batch_size"], spec["height"], spec["width"], seed=spec["seed"])
+        batch = synthetic_batch(
+            spec["batch_size"], spec["height"], spec["width"], seed=spec["seed"]
+        )
         # Every process runs the calibration pass, also those that then load another model's
         # weights, so that all of them start the timed steps from the same allocator history.
         calibrate_frozen_bn(model, batch)
@@ -453,7 +460,8 @@ def benchmark_worker(connection, spec):
                 faults = _minor_faults()
                 start, start_cpu = time.perf_counter(), time.process_time()
                 autocast = (
-                    torch.autocast("cuda", enabled=spec["amp"]) if cuda else contextlib.nullcontext()
+                    torch.autocast("cuda", enabled=spec["amp"]) if cuda
+                    else contextlib.nullcontext()
                 )
                 with storage, autocast:
                     losses = model(batch)

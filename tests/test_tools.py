@@ -72,12 +72,13 @@ def test_every_benchmark_model_has_a_config_and_a_group():
 
 def test_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    python_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=python_path)
     completed = subprocess.run(
         [
             sys.executable, str(ROOT / "tools" / "benchmark.py"), "--device", "cpu",
             "--models", "R50-C4", "R50-C4-d2", "--warmup", "1", "--iters", "1",
-            "--image-size", "64", "--quiet", "--json", str(out),
+            "--image-size", "64", "--rois-per-image", "16", "--quiet", "--json", str(out),
         ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -65,7 +65,8 @@ def main(argv=None):
     print()
     print(format_analysis(rows))
     print()
-    print(f"({len(rows)} networks counted in {time.perf_counter() - start:.1f} s)")
+    count = f"{len(rows)} network{'s' if len(rows) != 1 else ''}"
+    print(f"({count} counted in {time.perf_counter() - start:.1f} s)")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"input_size": args.input_size, "networks": rows}, out, indent=2)

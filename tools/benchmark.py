@@ -3,16 +3,21 @@
 For R-50 and R-101 in the C4 design (build_paper_resnet_backbone + PaperRes5ROIHeads vs
 Detectron2's build_resnet_backbone + Res5ROIHeads) and the FPN design
 (build_paper_resnet_fpn_backbone vs build_resnet_fpn_backbone, StandardROIHeads for both), and
-VGG-16 (conv5_3 + RoI pool + fc6/fc7) beside R-101 C4 as in the paper. Each model runs in its own
-process; the models of a comparison take single steps in turn, with the same seeded synthetic
-batch and, for ours vs Detectron2's, the same initial weights (so their first losses agree).
-Prints the median step time (forward + backward + SGD step, after warm-up), its spread, the
-peak memory of the step, and the ratios Detectron2 / ours (>= 1: ours is not slower).
+VGG-16 (conv5_3 + RoIPool + fc6/fc7) beside R-101 C4 as in the paper. Each model runs in its own
+process; the models of a comparison take single steps in turn, on the same seeded synthetic
+batch and, for ours vs Detectron2's, from the same initial weights (so their first losses agree
+exactly). Random weights get FrozenBN statistics calibrated on the batch so that training does
+not diverge. Prints the median step time (forward + backward + SGD step, after warm-up), its
+spread, CPU time, page faults, the peak memory the steps add, and the ratios Detectron2 / ours
+(>= 1: ours is not slower / uses no more memory).
 
     python tools/benchmark.py                          # CPU, and CUDA too where available
-    python tools/benchmark.py --device cuda --amp --image-size 800 --batch-size 2
-    python tools/benchmark.py --models R50-C4 R50-C4-d2 --iters 3 --json bench.json
+    python tools/benchmark.py --device cpu --repeats 3 --iters 4 --warmup 1
+    python tools/benchmark.py --device cuda --amp
+    python tools/benchmark.py --models R50-FPN R50-FPN-d2 --threads 1 --json bench.json
 
+Defaults: CPU 1 image of 512x672, 128 RoIs per image (about 7 minutes for all models on a quiet
+2-core machine); CUDA 2 images of 800x1056 and Detectron2's 512 RoIs per image.
 Peak memory on CPU: the process's resident-set high-water mark (VmHWM, reset before the first
 step) minus its RSS at that moment, i.e. what the training steps add to the built model. On CUDA:
 torch.cuda.max_memory_allocated minus the memory allocated before the first step.
