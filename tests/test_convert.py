@@ -370,16 +370,23 @@ def cheap_vgg16_classifier_state(generator):
     }
 
 
-def test_converted_torchvision_vgg16_matches_torchvision_conv5_3(tmp_path):
-    vgg = pytest.importorskip("resnet_backbone.vgg")
-    generator = torch.Generator().manual_seed(16)
-    features = torchvision_vgg16_features(generator).eval()
+def write_converted_vgg16(tmp_path, features, generator):
+    """Save `features` plus a cheap classifier as a raw torchvision VGG-16 file, convert it
+    with `convert_file`; returns the converted file's path and the raw state dict."""
     state = {f"features.{k}": v for k, v in features.state_dict().items()}
     state.update(cheap_vgg16_classifier_state(generator))
     raw = tmp_path / "vgg16.pth"
     torch.save(state, raw)
     converted_path = str(tmp_path / "vgg16-converted.pth")
     convert_file(str(raw), converted_path)
+    return converted_path, state
+
+
+def test_converted_torchvision_vgg16_matches_torchvision_conv5_3(tmp_path):
+    vgg = pytest.importorskip("resnet_backbone.vgg")
+    generator = torch.Generator().manual_seed(16)
+    features = torchvision_vgg16_features(generator).eval()
+    converted_path, _ = write_converted_vgg16(tmp_path, features, generator)
     assert read_metadata(converted_path)["arch"] == "vgg16"
 
     model = vgg.make_vgg16(out_features=["conv5"], freeze_at=0).eval()
@@ -399,12 +406,7 @@ def test_converted_vgg16_fc6_fc7_land_in_the_box_head(tmp_path):
     vgg = pytest.importorskip("resnet_backbone.vgg")
     generator = torch.Generator().manual_seed(7)
     features = torchvision_vgg16_features(generator)
-    state = {f"features.{k}": v for k, v in features.state_dict().items()}
-    state.update(cheap_vgg16_classifier_state(generator))
-    raw = tmp_path / "vgg16.pth"
-    torch.save(state, raw)
-    converted_path = str(tmp_path / "vgg16-converted.pth")
-    convert_file(str(raw), converted_path)
+    converted_path, state = write_converted_vgg16(tmp_path, features, generator)
 
     class Detector(nn.Module):  # the names GeneralizedRCNN + StandardROIHeads give
         def __init__(self):
