@@ -23,7 +23,6 @@ Detectron2's PathManager.
 import logging
 import os
 import pickle
-import tempfile
 from urllib.parse import urlparse
 
 import torch
@@ -31,6 +30,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathHandler, PathManager
 
 from .convert import convert_checkpoint, resnet_layout
+from .files import atomic_write
 from .resnet import DEPTH_TABLE
 from .weights import (
     KNOWN_WEIGHTS,
@@ -82,39 +82,6 @@ def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
         if value is not None:
             metadata[key] = value
     return metadata
-
-
-TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ".<name>.<random>.tmp"
-
-
-def atomic_write(path, write):
-    """Call `write(f)` on a temporary binary file next to `path`, fsync it and rename it over
-    `path`. On any failure (or a kill) `path` keeps its previous content."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX,
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
 
 
 def save_converted(path, state_dict, metadata):

@@ -29,14 +29,15 @@ from detectron2.data.common import DatasetFromList
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.utils import comm
 
-from .checkpoint import TMP_SUFFIX, ResNetBackboneCheckpointer, atomic_write
+from .checkpoint import ResNetBackboneCheckpointer
+from .files import TMP_SUFFIX, atomic_write
 from .data.evaluation import build_evaluator
 
 logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------
-# Atomic checkpoints (the write itself is checkpoint.atomic_write)
+# Atomic checkpoints (the write itself is files.atomic_write)
 # ------------------------------------------------------------------------------------------
 def remove_stale_temporaries(directory):
     """Temporary files left by a process killed while saving (never read by anyone)."""
