@@ -1,0 +1,41 @@
+"""Config keys of the classifiers (ImageNet pretraining, CIFAR-10), added by
+`add_classification_config`; a classification config is otherwise a Detectron2 config."""
+from detectron2.config import CfgNode as CN
+
+
+def add_classification_config(cfg):
+    """Add the classification keys (with their defaults) to `cfg` in place; safe to call twice."""
+    if "CLASSIFIER" in cfg.MODEL:
+        return cfg
+    cfg.MODEL.CLASSIFIER = CN()
+    # Classes of the final fc layer (1000 for ImageNet, 10 for CIFAR-10).
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = 1000
+    # Label smoothing of the cross-entropy loss; the paper uses none.
+    cfg.MODEL.CLASSIFIER.LABEL_SMOOTHING = 0.0
+    # Dropout before the fc layer of the ResNet classifiers; the paper uses none. (VGG-16's
+    # fc6/fc7 dropout is MODEL.ROI_BOX_HEAD.VGG.DROPOUT, as in its detection head.)
+    cfg.MODEL.CLASSIFIER.DROPOUT = 0.0
+    # How a test image is scored:
+    #   "full"       the image as the loader gives it (CIFAR-10: the 32x32 original);
+    #   "center"     shorter side resized to RESIZE, one CROP x CROP centre crop;
+    #   "10crop"     the paper's Table 3: the four corners and the centre of that crop, and the
+    #                flips of all five, softmax scores averaged;
+    #   "multiscale" the paper's Table 4: the fully-convolutional network applied with the
+    #                shorter side at each of SCALES, on the image and its flip, softmax scores
+    #                averaged.
+    cfg.MODEL.CLASSIFIER.TEST_MODE = "center"
+    cfg.MODEL.CLASSIFIER.TEST_RESIZE = 256
+    cfg.MODEL.CLASSIFIER.TEST_CROP = 224
+    cfg.MODEL.CLASSIFIER.TEST_SCALES = [224, 256, 384, 480, 640]
+
+    cfg.INPUT.CLS = CN()
+    # Training crops (Sec. 3.4): the shorter side is sampled uniformly from this range, then a
+    # CROP x CROP crop is taken at random (with INPUT.RANDOM_FLIP, or its flip).
+    cfg.INPUT.CLS.SHORT_SIDE_RANGE = [256, 480]
+    cfg.INPUT.CLS.CROP = 224
+    # Zero padding on every side before the random crop (CIFAR-10, Sec. 4.2: 4); 0 for none.
+    cfg.INPUT.CLS.PAD = 0
+    # Standard deviation of AlexNet's PCA colour augmentation ("standard colour augmentation",
+    # Sec. 3.4); 0 disables it.
+    cfg.INPUT.CLS.LIGHTING_STD = 0.1
+    return cfg

@@ -1,0 +1,123 @@
+"""Classification datasets as Detectron2 dataset dicts ({"file_name" or "image", "label",
+"image_id"}) and the mapper that turns them into training crops or test images.
+
+Registered at import: `imagenet_train` / `imagenet_val` (ImageFolder trees under
+`$DETECTRON2_DATASETS/imagenet/{train,val}/<wnid>/*.JPEG`) and `cifar10_train` / `cifar10_test`
+(the python version, `$DETECTRON2_DATASETS/cifar-10-batches-py`, read by torchvision). Any other
+ImageFolder tree: `register_image_folder(name, root)`. Nothing is read before a dataset is used.
+"""
+import os
+
+import numpy as np
+import torch
+from torchvision.datasets import CIFAR10
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from ..data.layout import datasets_root
+
+EVALUATOR_TYPE = "classification"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+# AlexNet's PCA colour augmentation constants are for pixels in 0..1; ours are in 0..255.
+_LIGHTING_SCALE = 255.0
+
+
+def load_image_folder(root):
+    """Dicts of every image under root/<class>/, labels in sorted class order."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"{root} does not exist: an ImageFolder tree (root/<class>/<image>) is expected; "
+            "see datasets/README.md"
+        )
+    classes, class_to_index = find_classes(root)
+    samples = make_dataset(root, class_to_index, extensions=IMG_EXTENSIONS)
+    return [{"file_name": path, "label": label, "image_id": index}
+            for index, (path, label) in enumerate(samples)]
+
+
+def register_image_folder(name, root):
+    """Register the ImageFolder tree `root` as dataset `name`; classes are its subfolders."""
+    DatasetCatalog.register(name, lambda: load_image_folder(root))
+    metadata = MetadataCatalog.get(name)
+    metadata.set(evaluator_type=EVALUATOR_TYPE, image_root=root)
+    if os.path.isdir(root):
+        metadata.set(thing_classes=find_classes(root)[0])
+
+
+def load_cifar10(root, train):
+    """Dicts holding the images themselves (HxWx3 RGB uint8), read by torchvision without
+    downloading; `file_name` names the record for error messages."""
+    data = CIFAR10(root, train=train, download=False)  # raises naming what is missing
+    split = "train" if train else "test"
+    return [{"image": image, "label": int(label), "image_id": index,
+             "file_name": f"{root}/cifar-10-batches-py[{split}][{index}]"}
+            for index, (image, label) in enumerate(zip(data.data, data.targets))]
+
+
+def register_cifar10(root=None):
+    root = root or datasets_root()
+    for name, train in (("cifar10_train", True), ("cifar10_test", False)):
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        DatasetCatalog.register(name, lambda train=train: load_cifar10(root, train))
+        MetadataCatalog.get(name).set(evaluator_type=EVALUATOR_TYPE,
+                                      thing_classes=list(CIFAR10_CLASSES))
+
+
+def register_imagenet(root=None):
+    root = os.path.join(root or datasets_root(), "imagenet")
+    for split in ("train", "val"):
+        name = f"imagenet_{split}"
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        register_image_folder(name, os.path.join(root, split))
+
+
+class ClassificationMapper:
+    """Reads a record's image and returns {"image": (C, H, W) uint8 tensor in INPUT.FORMAT,
+    "label"}. Training: INPUT.CLS.PAD zero padding, shorter side sampled from
+    INPUT.CLS.SHORT_SIDE_RANGE (empty: kept), a random INPUT.CLS.CROP square, a horizontal flip
+    (INPUT.RANDOM_FLIP), PCA colour noise (INPUT.CLS.LIGHTING_STD). Test: the image unchanged
+    (the model takes its views, MODEL.CLASSIFIER.TEST_MODE)."""
+
+    def __init__(self, cfg, is_train):
+        self.is_train = is_train
+        self.input_format = cfg.INPUT.FORMAT
+        c = cfg.INPUT.CLS
+        self.pad = c.PAD
+        augmentations = []
+        if is_train:
+            if len(c.SHORT_SIDE_RANGE):
+                augmentations.append(T.ResizeShortestEdge(
+                    tuple(c.SHORT_SIDE_RANGE), max_size=10**6, sample_style="range"))
+            augmentations.append(T.RandomCrop("absolute", (c.CROP, c.CROP)))
+            if cfg.INPUT.RANDOM_FLIP == "horizontal":
+                augmentations.append(T.RandomFlip(horizontal=True))
+            if c.LIGHTING_STD > 0:
+                augmentations.append(T.RandomLighting(c.LIGHTING_STD * _LIGHTING_SCALE))
+        self.augmentations = T.AugmentationList(augmentations)
+
+    def __call__(self, record):
+        if "image" in record:
+            image = np.asarray(record["image"])
+        else:
+            image = utils.read_image(record["file_name"], format="RGB")
+        if self.is_train and self.pad:
+            image = np.pad(image, ((self.pad, self.pad), (self.pad, self.pad), (0, 0)))
+        if self.is_train:
+            aug_input = T.AugInput(image.astype(np.float32))
+            self.augmentations(aug_input)
+            image = np.clip(aug_input.image, 0, 255).round().astype(np.uint8)
+        if self.input_format == "BGR":
+            image = image[:, :, ::-1]
+        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return {"image": tensor, "label": record["label"], "image_id": record["image_id"],
+                "file_name": record["file_name"]}
+
+
+register_imagenet()
+register_cifar10()

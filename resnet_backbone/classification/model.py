@@ -1,0 +1,181 @@
+"""Any backbone of the registry as an image classifier: a Detectron2 meta-architecture, so
+`build_model(cfg)`, `DetectionCheckpointer` and the trainers work on it unchanged.
+
+Parameters are named `backbone.*` (the detection backbone's own names) and `head.*`: `head.fc`
+after global average pooling for the ResNets; for VGG-16 `head.fc67.fc6`, `head.fc67.fc7` (a
+`VGG16BoxHead`, as in detection) and `head.fc8` after pool5. `export.py` turns a trained classifier into detection
+weights by these names.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+
+from ..fc_box_head import VGG16BoxHead
+
+TEST_MODES = ("full", "center", "10crop", "multiscale")
+
+
+class PooledLinearHead(nn.Module):
+    """Global average pooling and one fc layer (the ResNets' classifier, paper Table 1)."""
+
+    def __init__(self, in_channels, num_classes, *, dropout=0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_channels, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, features):
+        return self.fc(self.dropout(features.mean(dim=(2, 3))))
+
+    def dense_forward(self, features):
+        """Scores averaged over every position of any size of map: the fully-convolutional
+        form, equal to `forward` for this head (pooling and fc commute)."""
+        return self.forward(features)
+
+
+class VGGClassifierHead(nn.Module):
+    """pool5, fc6, fc7 (with VGG16BoxHead's ReLU and dropout) and fc8."""
+
+    def __init__(self, in_channels, num_classes, *, dropout=0.5):
+        super().__init__()
+        self.fc67 = VGG16BoxHead(ShapeSpec(channels=in_channels, height=7, width=7),
+                                 dropout=dropout)
+        self.fc8 = nn.Linear(self.fc67.output_shape.channels, num_classes)
+        nn.init.normal_(self.fc8.weight, std=0.01)
+        nn.init.zeros_(self.fc8.bias)
+
+    def forward(self, features):
+        pooled = F.max_pool2d(features, kernel_size=2, stride=2)
+        if pooled.shape[-2:] != (7, 7):
+            raise ValueError(
+                f"VGG-16's fc6 takes 7x7 pool5 maps (224x224 crops); got {tuple(pooled.shape[-2:])}"
+                " (use MODEL.CLASSIFIER.TEST_MODE multiscale for other sizes)"
+            )
+        return self.fc8(self.fc67(pooled))
+
+    def dense_forward(self, features):
+        """fc6 as a 7x7 convolution and fc7/fc8 as 1x1 ones over pool5 of any size of at least
+        7x7, the scores averaged over positions (the paper's fully-convolutional form)."""
+        pooled = F.max_pool2d(features, kernel_size=2, stride=2)
+        fc6, fc7 = self.fc67.fc6, self.fc67.fc7
+        x = F.relu(F.conv2d(pooled, fc6.weight.view(fc6.out_features, -1, 7, 7), fc6.bias))
+        x = F.relu(F.conv2d(x, fc7.weight[:, :, None, None], fc7.bias))
+        x = F.conv2d(x, self.fc8.weight[:, :, None, None], self.fc8.bias)
+        return x.mean(dim=(2, 3))
+
+
+@META_ARCH_REGISTRY.register()
+class ImageClassifier(nn.Module):
+    """backbone -> head -> class scores. Training: {"loss_cls": cross-entropy}. Inference:
+    one {"scores": softmax probabilities} per image, from the views of `test_mode`."""
+
+    @configurable
+    def __init__(self, *, backbone, head, pixel_mean, pixel_std, input_format="BGR",
+                 label_smoothing=0.0, test_mode="center", test_resize=256, test_crop=224,
+                 test_scales=(224, 256, 384, 480, 640)):
+        super().__init__()
+        if test_mode not in TEST_MODES:
+            raise ValueError(f"test_mode must be one of {TEST_MODES}, got {test_mode!r}")
+        self.backbone, self.head = backbone, head
+        self.input_format = input_format
+        self.label_smoothing = label_smoothing
+        self.test_mode, self.test_resize, self.test_crop = test_mode, test_resize, test_crop
+        self.test_scales = tuple(test_scales)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.MODEL.CLASSIFIER
+        if c.TEST_MODE not in TEST_MODES:
+            raise ValueError(f"MODEL.CLASSIFIER.TEST_MODE={c.TEST_MODE!r}; use one of {TEST_MODES}")
+        backbone = build_backbone(cfg)
+        features = backbone.output_shape()
+        if len(features) != 1:
+            raise ValueError(
+                f"the classifier pools one feature map, but the backbone "
+                f"({cfg.MODEL.BACKBONE.NAME}) outputs {list(features)}; set its OUT_FEATURES "
+                "to the last stage only (MODEL.RESNETS.OUT_FEATURES [res5] / "
+                "MODEL.VGG.OUT_FEATURES [conv5])"
+            )
+        (name, shape), = features.items()
+        if name.startswith("conv"):  # VGG-16
+            head = VGGClassifierHead(shape.channels, c.NUM_CLASSES,
+                                     dropout=cfg.MODEL.ROI_BOX_HEAD.VGG.DROPOUT)
+        else:
+            head = PooledLinearHead(shape.channels, c.NUM_CLASSES, dropout=c.DROPOUT)
+        return {
+            "backbone": backbone,
+            "head": head,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "input_format": cfg.INPUT.FORMAT,
+            "label_smoothing": c.LABEL_SMOOTHING,
+            "test_mode": c.TEST_MODE,
+            "test_resize": c.TEST_RESIZE,
+            "test_crop": c.TEST_CROP,
+            "test_scales": c.TEST_SCALES,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def _normalize(self, image):
+        return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
+
+    def _features(self, images):
+        return next(iter(self.backbone(images).values()))
+
+    def forward(self, batched_inputs):
+        if not self.training:
+            return [{"scores": self.classify(d["image"])} for d in batched_inputs]
+        images = torch.stack([self._normalize(d["image"]) for d in batched_inputs])
+        labels = torch.tensor([d["label"] for d in batched_inputs], device=self.device)
+        logits = self.head(self._features(images))
+        return {"loss_cls": F.cross_entropy(logits, labels,
+                                            label_smoothing=self.label_smoothing)}
+
+    def classify(self, image):
+        """Softmax probabilities of one (C, H, W) image in `input_format`, 0..255."""
+        image = self._normalize(image)
+        if self.test_mode == "full":
+            return F.softmax(self.head(self._features(image[None])), dim=1)[0]
+        if self.test_mode == "multiscale":
+            views = [resize_shorter_side(image, s)[None] for s in self.test_scales]
+            views = [v for view in views for v in (view, view.flip(-1))]
+            scores = [F.softmax(self.head.dense_forward(self._features(v)), dim=1) for v in views]
+            return torch.cat(scores).mean(dim=0)
+        resized = resize_shorter_side(image, self.test_resize)
+        crops = ten_crops(resized, self.test_crop)
+        if self.test_mode == "center":
+            crops = crops[4:5]
+        return F.softmax(self.head(self._features(crops)), dim=1).mean(dim=0)
+
+
+def resize_shorter_side(image, size):
+    """Bilinear (antialiased) resize of a (C, H, W) tensor so that its shorter side is `size`."""
+    height, width = image.shape[-2:]
+    scale = size / min(height, width)
+    new_size = (max(round(height * scale), 1), max(round(width * scale), 1))
+    if new_size == (height, width):
+        return image
+    return F.interpolate(image[None], size=new_size, mode="bilinear", align_corners=False,
+                         antialias=True)[0]
+
+
+def ten_crops(image, size):
+    """(10, C, size, size): the four corner crops, the centre crop (index 4), and their flips."""
+    height, width = image.shape[-2:]
+    if min(height, width) < size:
+        raise ValueError(f"a {height}x{width} image has no {size}x{size} crop")
+    top, left = (height - size) // 2, (width - size) // 2
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+               (top, left)]
+    crops = torch.stack([image[:, y:y + size, x:x + size] for y, x in corners])
+    return torch.cat([crops, crops.flip(-1)])

@@ -1,0 +1,139 @@
+"""The classifiers: paper parameter counts, torchvision equivalence, test-time views, the
+evaluator and the training mapper."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+import resnet_backbone
+from resnet_backbone.classification import ClassificationEvaluator, add_classification_config
+from resnet_backbone.classification.cifar import make_cifar_resnet
+from resnet_backbone.classification.data import ClassificationMapper
+from resnet_backbone.classification.model import ten_crops
+from resnet_backbone.convert import convert_torchvision_resnet
+
+
+def classifier_cfg(backbone="build_paper_resnet_backbone", **overrides):
+    cfg = add_classification_config(resnet_backbone.add_resnet_backbone_config(get_cfg()))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.META_ARCHITECTURE = "ImageClassifier"
+    cfg.MODEL.BACKBONE.NAME = backbone
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.VGG.FREEZE_AT = 0
+    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
+    cfg.MODEL.VGG.OUT_FEATURES = ["conv5"]
+    for key, value in overrides.items():
+        cfg.merge_from_list([key, value])
+    return cfg
+
+
+# Paper Table 6 (CIFAR-10), "# params": 0.27M, 0.46M, 0.66M, 0.85M, 1.7M, 19.4M.
+@pytest.mark.parametrize("depth, millions", [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85),
+                                             (110, 1.7), (1202, 19.4)])
+def test_cifar_networks_have_the_papers_parameter_counts(depth, millions):
+    with torch.device("meta"):
+        backbone = make_cifar_resnet(depth)
+    count = sum(p.numel() for p in backbone.parameters()) + 64 * 10 + 10  # + the 10-way fc
+    assert round(count / 1e6, 2 if millions < 1 else 1) == millions
+
+
+def test_cifar_plain_net_and_option_a_add_no_parameters_over_each_other():
+    residual = sum(p.numel() for p in make_cifar_resnet(20, shortcut="A").parameters())
+    plain = sum(p.numel() for p in make_cifar_resnet(20, residual=False).parameters())
+    projected = sum(p.numel() for p in make_cifar_resnet(20, shortcut="B").parameters())
+    assert residual == plain < projected
+    out = make_cifar_resnet(20)(torch.zeros(2, 3, 32, 32))["res4"]
+    assert out.shape == (2, 64, 8, 8)
+
+
+def test_cifar_depth_must_be_6n_plus_2():
+    with pytest.raises(ValueError, match="MODEL.RESNETS.DEPTH=21"):
+        make_cifar_resnet(21)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_classifier_computes_what_torchvision_computes(depth):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, f"resnet{depth}")().eval()
+    cfg = classifier_cfg(**{"MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.STRIDE_IN_1X1": False,
+                            "MODEL.RESNETS.RES2_OUT_CHANNELS": 64 if depth < 50 else 256,
+                            "INPUT.FORMAT": "RGB"})
+    model = build_model(cfg).eval()
+    state = {f"backbone.{k}": v for k, v in
+             convert_torchvision_resnet(reference.state_dict()).items()}
+    state["head.fc.weight"], state["head.fc.bias"] = reference.fc.weight, reference.fc.bias
+    model.load_state_dict(state)
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    normalized = ((image.float() - model.pixel_mean) / model.pixel_std)[None]
+    with torch.no_grad():
+        expected = reference(normalized)
+        ours = model.head(model._features(normalized))
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_vgg16_classifier_has_torchvisions_parameters_and_a_dense_form():
+    model = build_model(classifier_cfg("build_vgg16_backbone")).eval()
+    reference = torchvision.models.vgg16()
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in reference.parameters())
+    features = torch.randn(1, 512, 14, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(model.head.dense_forward(features), model.head(features))
+
+
+def test_ten_crops_are_the_corners_the_centre_and_their_flips():
+    image = torch.arange(6 * 8, dtype=torch.float32).view(1, 6, 8)
+    crops = ten_crops(image, 4)
+    assert crops.shape == (10, 1, 4, 4)
+    assert crops[0, 0, 0, 0] == 0 and crops[1, 0, 0, -1] == 7
+    assert crops[2, 0, -1, 0] == 40 and crops[3, 0, -1, -1] == 47
+    assert torch.equal(crops[4], image[:, 1:5, 2:6])
+    assert torch.equal(crops[5:], crops[:5].flip(-1))
+
+
+@pytest.mark.parametrize("mode", ["center", "10crop", "multiscale"])
+def test_every_test_mode_gives_one_distribution_per_image(mode):
+    cfg = classifier_cfg(**{"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
+                            "MODEL.CLASSIFIER.TEST_MODE": mode,
+                            "MODEL.CLASSIFIER.TEST_RESIZE": 40, "MODEL.CLASSIFIER.TEST_CROP": 32,
+                            "MODEL.CLASSIFIER.TEST_SCALES": [32, 48]})
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        outputs = model([{"image": torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8)}] * 2)
+    assert len(outputs) == 2
+    for output in outputs:
+        assert output["scores"].shape == (1000,)
+        assert float(output["scores"].sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_evaluator_counts_top1_and_top5_once_per_image():
+    evaluator = ClassificationEvaluator("any", distributed=False)
+    evaluator.reset()
+    scores = torch.tensor([0.5, 0.2, 0.1, 0.08, 0.07, 0.05])
+    inputs = [{"image_id": 0, "label": 0}, {"image_id": 1, "label": 4},
+              {"image_id": 2, "label": 5}, {"image_id": 0, "label": 0}]
+    evaluator.process(inputs, [{"scores": scores}] * 4)
+    result = evaluator.evaluate()["classification"]
+    assert result["num_images"] == 3
+    assert result["top1_err"] == pytest.approx(100 * 2 / 3)
+    assert result["top5_err"] == pytest.approx(100 * 1 / 3)
+
+
+def test_training_mapper_pads_crops_flips_and_orders_channels():
+    cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [], "INPUT.CLS.CROP": 32,
+                            "INPUT.CLS.PAD": 4, "INPUT.CLS.LIGHTING_STD": 0.0,
+                            "INPUT.FORMAT": "BGR"})
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[..., 0] = 200  # red in RGB
+    record = {"image": image, "label": 7, "image_id": 0, "file_name": "x"}
+    np.random.seed(0)
+    crops = [ClassificationMapper(cfg, is_train=True)(record)["image"] for _ in range(20)]
+    assert all(c.shape == (3, 32, 32) for c in crops)
+    assert all(int(c[2].max()) == 200 and int(c[0].max()) == 0 for c in crops)  # BGR: red last
+    assert any(int((c[2] == 0).sum()) > 0 for c in crops)  # some crops reach the zero padding
+    test = ClassificationMapper(cfg, is_train=False)(record)
+    assert test["image"].shape == (3, 32, 32) and test["label"] == 7
