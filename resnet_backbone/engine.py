@@ -25,12 +25,14 @@ from itertools import islice
 import numpy as np
 import torch
 from detectron2.data import DatasetMapper, get_detection_dataset_dicts
+from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
 
 from .checkpoint import ResNetBackboneCheckpointer
-from .files import TMP_SUFFIX, atomic_write
+from .files import TMP_SUFFIX, atomic_write, write_json
 from .data.evaluation import build_evaluator
 
 logger = logging.getLogger(__name__)
@@ -98,17 +100,11 @@ def derive_seed(*parts):
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-def seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @contextmanager
 def seeded_rng(seed):
     """Seed python, numpy and torch (CPU) RNGs for a block and restore their states after."""
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    seed_all(seed)
+    seed_all_rng(seed)
     try:
         yield
     finally:
@@ -190,10 +186,6 @@ class SeededMapDataset(torch.utils.data.Dataset):
         return out
 
 
-def _trivial_batch_collator(batch):
-    return batch
-
-
 class ResumableTrainLoader:
     """The training loader: set `start_iter` before iterating (the trainer does, after
     resume_or_load); iteration starts lazily, at the first batch."""
@@ -213,7 +205,7 @@ class ResumableTrainLoader:
         generator.manual_seed(derive_seed(self.batch_sampler.seed, self.batch_sampler.rank))
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self.batch_sampler, num_workers=self.num_workers,
-            collate_fn=_trivial_batch_collator, generator=generator,
+            collate_fn=trivial_batch_collator, generator=generator,
         )
         yield from loader
 
@@ -240,10 +232,7 @@ def build_resumable_train_loader(cfg, mapper=None, dataset_dicts=None):
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
         dataset_dicts = drop_bad_boxes(dataset_dicts, "training set")
-    world_size = comm.get_world_size()
-    if cfg.SOLVER.IMS_PER_BATCH % world_size:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by "
-                         f"the number of processes ({world_size})")
+    world_size = comm.get_world_size()  # IMS_PER_BATCH divides by it: check_startup
     flags = None
     if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
         flags = [int(d["width"] > d["height"]) for d in dataset_dicts]
@@ -264,7 +253,7 @@ class IterationSeedHook(HookBase):
         self.seed = seed
 
     def before_step(self):
-        seed_all(derive_seed(self.seed, comm.get_rank(), self.trainer.iter, 0x5EED))
+        seed_all_rng(derive_seed(self.seed, comm.get_rank(), self.trainer.iter, 0x5EED))
 
 
 # ------------------------------------------------------------------------------------------
@@ -316,6 +305,21 @@ class Trainer(DefaultTrainer):
                 f"{last or '(none)'}. Lower SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, or "
                 "check the data, then restart (--resume continues from that checkpoint)."
             ) from e
+
+
+# The final evaluation tools/train_net.py leaves in OUTPUT_DIR (read by tools/report.py).
+FINAL_METRICS = "final_metrics.json"
+
+
+def save_final_metrics(cfg, results):
+    """Write the final evaluation to OUTPUT_DIR/FINAL_METRICS as strict JSON (undefined metrics
+    such as APl of a split without large objects become null). Detectron2 drops the dataset
+    level when there is one test set; it is put back here."""
+    if not results or not comm.is_main_process():
+        return
+    if set(results) - set(cfg.DATASETS.TEST):
+        results = {cfg.DATASETS.TEST[0]: results}
+    write_json(os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS), results)
 
 
 # ------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 weights after consuming disjoint shards of one data stream, their gathered evaluation equals a
 single-process one, torchrun works, and start-up problems end the job instead of hanging."""
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,19 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_backbone.data import ensure_synthetic
 from resnet_backbone.engine import ResumableBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml")
 MAX_ITER, IMS_PER_BATCH = 4, 4
-TINY = [
+TWO_PROCESSES = (
     "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.IMS_PER_BATCH", str(IMS_PER_BATCH),
-    "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "(3,)", "SOLVER.CHECKPOINT_PERIOD", "100",
-    "INPUT.MIN_SIZE_TRAIN", "(80, 96)", "INPUT.MIN_SIZE_TEST", "96",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
-    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.ASPECT_RATIO_GROUPING", "False", "SEED", "5",
-]
+    "SOLVER.STEPS", "(3,)", "SOLVER.CHECKPOINT_PERIOD", "100", "INPUT.MIN_SIZE_TRAIN", "(80, 96)",
+    "DATALOADER.ASPECT_RATIO_GROUPING", "False", "SEED", "5",
+)
 
 # Runs tools/train_net.py's main() under resnet_backbone.distributed.run, recording in every
 # rank the stream positions and image ids it consumed and its final weights.
@@ -70,20 +65,8 @@ DRIVER = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    ensure_synthetic(str(root / "synthetic_shapes"), num_train=6, num_val=3)
-    return root
-
-
-def _env(datasets, **extra):
-    return dict(os.environ, DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1",
-                RESNET_BACKBONE_DIST_TIMEOUT_MIN="1", **extra)
-
-
-def _run(command, env, timeout=300):
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=timeout)
+def overrides(tiny):
+    return (*tiny, *TWO_PROCESSES)
 
 
 def test_ranks_take_disjoint_shards_of_one_stream_and_resume_by_skipping():
@@ -99,17 +82,17 @@ def test_ranks_take_disjoint_shards_of_one_stream_and_resume_by_skipping():
 
 
 @pytest.fixture(scope="module")
-def two_process_run(datasets, tmp_path_factory):
+def two_process_run(train_net, overrides, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     driver = out / "driver.py"
     driver.write_text(DRIVER)
-    result = _run([sys.executable, str(driver), "--num-gpus", "2", "--dist-url", "auto",
-                   "--config-file", CONFIG, *TINY, "OUTPUT_DIR", str(out / "train")],
-                  _env(datasets, RECORD_DIR=str(out)))
+    result = train_net("--num-gpus", "2", "--dist-url", "auto", *overrides,
+                       "OUTPUT_DIR", str(out / "train"), script=driver, RECORD_DIR=str(out))
     assert result.returncode == 0, result.stderr[-4000:]
     return out
 
 
+@pytest.mark.distributed
 def test_two_processes_end_with_identical_weights_on_disjoint_shards(two_process_run):
     out = two_process_run
     weights = [torch.load(out / f"rank{r}_weights.pth") for r in (0, 1)]
@@ -136,13 +119,14 @@ def test_two_processes_end_with_identical_weights_on_disjoint_shards(two_process
         assert not ids[0] & ids[1], (step, ids)
 
 
-def test_gathered_evaluation_equals_single_process(two_process_run, datasets, tmp_path):
+@pytest.mark.distributed
+def test_gathered_evaluation_equals_single_process(two_process_run, train_net, overrides,
+                                                   tmp_path):
     out = two_process_run
     gathered = json.loads((out / "train" / "final_metrics.json").read_text())
-    result = _run([sys.executable, str(REPO / "tools" / "train_net.py"), "--eval-only",
-                   "--config-file", CONFIG, *TINY,
-                   "MODEL.WEIGHTS", str(out / "train" / "model_final.pth"),
-                   "OUTPUT_DIR", str(tmp_path / "eval")], _env(datasets))
+    result = train_net("--eval-only", *overrides,
+                       "MODEL.WEIGHTS", str(out / "train" / "model_final.pth"),
+                       "OUTPUT_DIR", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr[-3000:]
     single = json.loads((tmp_path / "eval" / "final_metrics.json").read_text())
     assert gathered.keys() == single.keys() == {"synthetic_shapes_val"}
@@ -152,39 +136,42 @@ def test_gathered_evaluation_equals_single_process(two_process_run, datasets, tm
                 value, abs=1e-6, nan_ok=True), (task, name)
 
 
-def test_torchrun_environment_rendezvous(datasets, tmp_path):
+@pytest.mark.distributed
+def test_torchrun_environment_rendezvous(train_net, overrides, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = _run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-                   "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-                   str(port), str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG,
-                   *TINY, "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)", "DATASETS.TEST", "()",
-                   "OUTPUT_DIR", str(tmp_path / "out")], _env(datasets))
+    command = train_net.command(*overrides, "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)",
+                                "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out"))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(port), *command[1:]],
+        capture_output=True, text=True, env=train_net.env(), cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Rank of current process: 0. World size: 2" in result.stdout + result.stderr
     assert (tmp_path / "out" / "log.txt.rank1").is_file()  # a second process took part
     assert (tmp_path / "out" / "model_final.pth").is_file()
 
 
-def test_port_in_use_is_reported(datasets, tmp_path):
+@pytest.mark.slow
+def test_port_in_use_is_reported(train_net, overrides, tmp_path):
     with socket.socket() as busy:
         busy.bind(("", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        result = _run([sys.executable, str(REPO / "tools" / "train_net.py"), "--num-gpus", "2",
-                       "--dist-url", f"tcp://127.0.0.1:{port}", "--config-file", CONFIG, *TINY,
-                       "OUTPUT_DIR", str(tmp_path / "out")], _env(datasets), timeout=120)
+        result = train_net("--num-gpus", "2", "--dist-url", f"tcp://127.0.0.1:{port}",
+                           *overrides, "OUTPUT_DIR", str(tmp_path / "out"), timeout=120)
     assert result.returncode != 0
     assert f"port {port} is already in use" in result.stderr
 
 
-def test_a_worker_that_dies_ends_the_job(datasets, tmp_path):
+@pytest.mark.distributed
+def test_a_worker_that_dies_ends_the_job(train_net, overrides, tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    result = _run([sys.executable, str(driver), "--num-gpus", "2", "--dist-url", "auto",
-                   "--config-file", CONFIG, *TINY, "OUTPUT_DIR", str(tmp_path / "out")],
-                  _env(datasets, RECORD_DIR=str(tmp_path), DIE_RANK="1"), timeout=240)
+    result = train_net("--num-gpus", "2", "--dist-url", "auto", *overrides,
+                       "OUTPUT_DIR", str(tmp_path / "out"), script=driver,
+                       RECORD_DIR=str(tmp_path), DIE_RANK="1", timeout=240)
     assert result.returncode != 0
     assert "DistributedJobError: worker process 1 died" in result.stderr
     assert f"signal {signal.Signals(9).name}" in result.stderr or "SIGKILL" in result.stderr

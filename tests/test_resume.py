@@ -12,55 +12,34 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_backbone.data import ensure_synthetic
-
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml")
 # 6 iterations, a checkpoint every 2 (after iterations 1, 3, 5), no evaluation.
-TINY = [
-    "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
-    "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.STEPS", "(4,)",
-    "INPUT.MIN_SIZE_TRAIN", "(80, 96)", "INPUT.MIN_SIZE_TEST", "96",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
-    "DATALOADER.NUM_WORKERS", "0", "SEED", "3", "DATASETS.TEST", "()",
-]
+SIX_ITERATIONS = (
+    "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.STEPS", "(4,)",
+    "INPUT.MIN_SIZE_TRAIN", "(80, 96)", "SEED", "3", "DATASETS.TEST", "()",
+)
 
 
-def _command(*args):
-    return [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG,
-            *args]
-
-
-def _env(datasets):
-    return dict(os.environ, DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1")
-
-
-def train_net(*args, datasets):
-    return subprocess.run(_command(*args), capture_output=True, text=True, env=_env(datasets),
-                          cwd=REPO, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    ensure_synthetic(str(root / "synthetic_shapes"), num_train=6, num_val=3)
-    return root
+@pytest.fixture
+def six(tiny):
+    return (*tiny, *SIX_ITERATIONS)
 
 
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
 
-def test_killed_run_resumes_to_the_same_weights(datasets, tmp_path):
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(train_net, six, tmp_path):
     # One data-loader worker process (as the demo): its RNG state must not matter either.
-    tiny = [*TINY, "DATALOADER.NUM_WORKERS", "1"]
+    tiny = [*six, "DATALOADER.NUM_WORKERS", "1"]
     straight = tmp_path / "straight"
-    result = train_net(*tiny, "OUTPUT_DIR", str(straight), datasets=datasets)
+    result = train_net(*tiny, "OUTPUT_DIR", str(straight))
     assert result.returncode == 0, result.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(*tiny, "OUTPUT_DIR", str(killed)), env=_env(datasets),
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = train_net.popen(*tiny, "OUTPUT_DIR", str(killed), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         while not (killed / "last_checkpoint").exists():
@@ -75,7 +54,7 @@ def test_killed_run_resumes_to_the_same_weights(datasets, tmp_path):
     assert not (killed / "model_final.pth").exists(), "the kill came too late to test anything"
     killed_at = (killed / "last_checkpoint").read_text()
 
-    result = train_net("--resume", *tiny, "OUTPUT_DIR", str(killed), datasets=datasets)
+    result = train_net("--resume", *tiny, "OUTPUT_DIR", str(killed))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from {killed / killed_at}" in result.stdout
     assert (killed / "last_checkpoint").read_text() == "model_final.pth"
@@ -88,13 +67,15 @@ def test_killed_run_resumes_to_the_same_weights(datasets, tmp_path):
     assert not list(killed.glob(".*.tmp"))
 
 
-def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(datasets, tmp_path):
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(train_net, six,
+                                                                           tmp_path):
     out = tmp_path / "nan"
     # An absurd learning rate makes the loss (or the predicted boxes) non-finite within a few
     # iterations; a checkpoint is attempted after every iteration.
-    result = train_net(*TINY, "SOLVER.MAX_ITER", "20", "SOLVER.STEPS", "(19,)",
+    result = train_net(*six, "SOLVER.MAX_ITER", "20", "SOLVER.STEPS", "(19,)",
                        "SOLVER.BASE_LR", "1e12", "SOLVER.CHECKPOINT_PERIOD", "1",
-                       "OUTPUT_DIR", str(out), datasets=datasets)
+                       "OUTPUT_DIR", str(out))
     assert result.returncode != 0
     match = re.search(r"FloatingPointError: training stopped at iteration (\d+): the loss or the "
                       r"weights are not finite .*the last complete checkpoint is (\S+)\.",
@@ -162,6 +143,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
     """Kill a process that does nothing but save checkpoints, at several moments: whatever
     `last_checkpoint` names is complete and holds what that save wrote."""

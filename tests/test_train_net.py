@@ -1,93 +1,55 @@
 """tools/train_net.py end to end on a tiny synthetic split: a few iterations, the final
-evaluation (COCO AP + VOC07 mAP), --eval-only, and a pixel-format mismatch stopping start-up."""
+evaluation (COCO AP + VOC07 mAP) written as strict JSON, --eval-only, and pictures of the result."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import math
 
 import pytest
 
-from resnet_backbone.data import ensure_synthetic
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
-    "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MIN_SIZE_TEST", "96",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
-    "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
-]
+from resnet_backbone.engine import FINAL_METRICS, save_final_metrics
 
 
-def train_net(*args, datasets):
-    env = dict(os.environ, DETECTRON2_DATASETS=str(datasets), OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / "train_net.py"), *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )
+def strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    ensure_synthetic(str(root / "synthetic_shapes"), num_train=6, num_val=3)
-    return root
-
-
-DEMO_CONFIG = str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml")
-
-
-@pytest.fixture(scope="module")
-def trained_run(datasets, tmp_path_factory):
+def trained_run(train_net, tiny, tmp_path_factory):
     train_dir = tmp_path_factory.mktemp("train")
-    result = train_net("--config-file", DEMO_CONFIG, *TINY, "OUTPUT_DIR", str(train_dir),
-                       datasets=datasets)
+    result = train_net(*tiny, "OUTPUT_DIR", str(train_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return train_dir
 
 
-def test_train_then_eval_only(datasets, trained_run, tmp_path):
-    train_dir = trained_run
-    config = DEMO_CONFIG
-    assert (train_dir / "model_final.pth").is_file()
-    metrics = json.loads((train_dir / "final_metrics.json").read_text())
-    results = metrics["synthetic_shapes_val"]
+@pytest.mark.slow
+def test_train_then_eval_only(train_net, tiny, trained_run, tmp_path):
+    assert (trained_run / "model_final.pth").is_file()
+    results = strict_json(trained_run / FINAL_METRICS)["synthetic_shapes_val"]
     assert {"AP", "AP50"} <= set(results["bbox"])
     assert "AP50" in results["bbox_voc07"]  # the VOC07 11-point mAP of the same predictions
 
     eval_dir = tmp_path / "eval"
-    result = train_net("--config-file", config, "--eval-only", *TINY,
-                       "MODEL.WEIGHTS", str(train_dir / "model_final.pth"),
-                       "OUTPUT_DIR", str(eval_dir), datasets=datasets)
+    result = train_net("--eval-only", *tiny, "MODEL.WEIGHTS", str(trained_run / "model_final.pth"),
+                       "OUTPUT_DIR", str(eval_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    again = json.loads((eval_dir / "final_metrics.json").read_text())["synthetic_shapes_val"]
+    again = strict_json(eval_dir / FINAL_METRICS)["synthetic_shapes_val"]
     assert again["bbox"]["AP50"] == pytest.approx(results["bbox"]["AP50"], abs=1e-6)
 
 
-def test_pixel_format_mismatch_stops_before_training(datasets, tmp_path):
-    import torch
-    import torchvision
+def test_final_metrics_are_strict_json_with_undefined_metrics_as_null(tmp_path):
+    from detectron2.config import get_cfg
 
-    from resnet_backbone.checkpoint import make_metadata, save_converted
-    from resnet_backbone.convert import convert_torchvision_resnet
-
-    torch.manual_seed(0)
-    state = convert_torchvision_resnet(torchvision.models.resnet18().state_dict())
-    weights = tmp_path / "r18_torchvision.pth"
-    save_converted(str(weights), state, make_metadata("resnet18", "torchvision"))
-    out = tmp_path / "out"
-    result = train_net(
-        "--config-file", DEMO_CONFIG, *TINY,
-        "MODEL.WEIGHTS", str(weights), "INPUT.FORMAT", "BGR",
-        "MODEL.PIXEL_MEAN", "[103.53, 116.28, 123.675]", "MODEL.PIXEL_STD", "[1.0, 1.0, 1.0]",
-        "OUTPUT_DIR", str(out), datasets=datasets,
-    )
-    assert result.returncode != 0
-    assert "WeightsConfigMismatchError" in result.stderr and "r18_torchvision.pth" in result.stderr
-    assert not (out / "model_final.pth").exists()
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR, cfg.DATASETS.TEST = str(tmp_path), ("val",)
+    save_final_metrics(cfg, {"bbox": {"AP": 12.5, "APl": math.nan, "APm": math.inf}})
+    assert strict_json(tmp_path / FINAL_METRICS) == {
+        "val": {"bbox": {"AP": 12.5, "APl": None, "APm": None}}}
 
 
-def test_detection_pictures_of_a_trained_run(datasets, trained_run, tmp_path):
+@pytest.mark.slow
+def test_detection_pictures_of_a_trained_run(datasets_dir, trained_run, tmp_path):
     """The demo's pictures: ground truth beside predictions, one PNG per image."""
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import get_cfg
@@ -98,13 +60,12 @@ def test_detection_pictures_of_a_trained_run(datasets, trained_run, tmp_path):
     from resnet_backbone.data import datasets_root, register_all
     from resnet_backbone.visualize import save_detection_pictures
 
-    run = trained_run
     cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(run / "config.yaml"))
+    cfg.merge_from_file(str(trained_run / "config.yaml"))
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(str(run / "model_final.pth"))
+    DetectionCheckpointer(model).load(str(trained_run / "model_final.pth"))
     default_root = datasets_root()
-    register_all(str(datasets))
+    register_all(str(datasets_dir))
     try:
         paths = save_detection_pictures(model, cfg, "synthetic_shapes_val", str(tmp_path / "pics"),
                                         num_images=2, score_threshold=0.0)

@@ -11,9 +11,6 @@ starting the processes `resnet_backbone.distributed`. Bad configs, weights and d
 before the trainer is built and before OUTPUT_DIR is touched. The module-level import of
 `resnet_backbone` registers the backbones and datasets in every worker process.
 """
-import json
-import os
-
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
@@ -23,21 +20,7 @@ from detectron2.utils.logger import setup_logger
 import resnet_backbone  # noqa: F401  (registers backbones, heads, datasets, imagenet://)
 from resnet_backbone import add_resnet_backbone_config, distributed
 from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
-from resnet_backbone.engine import Trainer, check_startup
-from resnet_backbone.report import FINAL_METRICS
-
-
-def save_final_metrics(cfg, results):
-    """Write {dataset: {task: {metric: value}}} to OUTPUT_DIR for tools/report.py, atomically.
-    Detectron2 drops the dataset level when there is one test set; it is put back here."""
-    if not results or not comm.is_main_process():
-        return
-    if set(results) - set(cfg.DATASETS.TEST):
-        results = {cfg.DATASETS.TEST[0]: results}
-    path = os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS)
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(path + ".tmp", path)
+from resnet_backbone.engine import Trainer, check_startup, save_final_metrics
 
 
 def load_config(args):

@@ -1,0 +1,67 @@
+"""Shared fixtures: the embedded synthetic data, tiny CPU settings, and tools/train_net.py run in a
+subprocess on that data."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_NET = REPO / "tools" / "train_net.py"
+DEMO_CONFIG = REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml"
+
+# A detector that trains for 2 iterations on 96-pixel images in seconds on one CPU core.
+TINY = (
+    "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
+    "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MIN_SIZE_TEST", "96",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
+    "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
+)
+
+
+@pytest.fixture(scope="session")
+def datasets_dir(tmp_path_factory):
+    """A $DETECTRON2_DATASETS root holding a small synthetic_shapes tree (6 train, 3 val)."""
+    from resnet_backbone.data import ensure_synthetic, synthetic_root
+
+    root = tmp_path_factory.mktemp("datasets")
+    ensure_synthetic(synthetic_root(str(root)), num_train=6, num_val=3)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """Config overrides (KEY VALUE ...) for a tiny CPU run; later pairs override earlier ones."""
+    return TINY
+
+
+class TrainNet:
+    """Runs tools/train_net.py (or a driver script) in a subprocess on a datasets root."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def env(self, **extra):
+        return dict(os.environ, DETECTRON2_DATASETS=str(self.datasets), OMP_NUM_THREADS="1",
+                    RESNET_BACKBONE_DIST_TIMEOUT_MIN="1", **extra)
+
+    def command(self, *args, config=DEMO_CONFIG, script=TRAIN_NET):
+        config_args = ("--config-file", str(config)) if config else ()
+        return [sys.executable, str(script), *config_args, *args]
+
+    def __call__(self, *args, config=DEMO_CONFIG, script=TRAIN_NET, timeout=600, **env):
+        return subprocess.run(self.command(*args, config=config, script=script),
+                              capture_output=True, text=True, env=self.env(**env), cwd=REPO,
+                              timeout=timeout)
+
+    def popen(self, *args, **kwargs):
+        return subprocess.Popen(self.command(*args), env=self.env(), cwd=REPO, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def train_net(datasets_dir):
+    """`train_net(*args, config=..., script=..., ENV=value)`: a CompletedProcess (text output)
+    of tools/train_net.py run with `--config-file` (default: the demo config) on `datasets_dir`;
+    `.command`, `.env` and `.popen` build the same run for other launchers."""
+    return TrainNet(datasets_dir)
