@@ -9,29 +9,22 @@ from torch import nn
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
-from .resnet import DEPTH_TABLE, make_stage, read_resnet_config, stage_widths
-
-RES5_INDEX = 3  # res5 is the fourth stage (conv5_x)
+from .resnet import make_resnet_stage, read_resnet_config, stage_out_channels
 
 
 def make_res5_head(
     depth, *, residual=True, shortcut="B", stride_in_1x1=True, norm="FrozenBN",
-    res2_out_channels=None, **unused_stem_options,
+    res2_out_channels=None, **unused_backbone_options,
 ):
     """conv5_x of ResNet-`depth` as an nn.Sequential named like the backbone's `res5`, and its
     output channels. Its first block has stride 2, so 14x14 RoIs come out 7x7 (paper Sec. A)."""
-    block_class, blocks_per_stage = DEPTH_TABLE[depth]
-    in_channels, _ = stage_widths(depth, RES5_INDEX - 1, res2_out_channels=res2_out_channels)
-    out_channels, bottleneck_channels = stage_widths(
-        depth, RES5_INDEX, res2_out_channels=res2_out_channels
+    blocks = make_resnet_stage(
+        depth, "res5",
+        in_channels=stage_out_channels(depth, "res4", res2_out_channels),
+        res2_out_channels=res2_out_channels, stride_in_1x1=stride_in_1x1,
+        norm=norm, residual=residual, shortcut=shortcut,
     )
-    blocks = make_stage(
-        block_class, blocks_per_stage[RES5_INDEX],
-        in_channels=in_channels, out_channels=out_channels,
-        bottleneck_channels=bottleneck_channels, first_stride=2,
-        norm=norm, stride_in_1x1=stride_in_1x1, residual=residual, shortcut=shortcut,
-    )
-    return nn.Sequential(*blocks), out_channels
+    return nn.Sequential(*blocks), blocks[-1].out_channels
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -40,11 +33,11 @@ class PaperRes5ROIHeads(Res5ROIHeads):
 
     @classmethod
     def _build_res5_block(cls, cfg):
-        backbone_outputs = list(cfg.MODEL.RESNETS.OUT_FEATURES)
-        if "res5" in backbone_outputs:
+        options = read_resnet_config(cfg)
+        if "res5" in options["out_features"]:
             raise ValueError(
-                f"MODEL.RESNETS.OUT_FEATURES={backbone_outputs} includes res5, but with "
+                f"MODEL.RESNETS.OUT_FEATURES={options['out_features']} includes res5, but with "
                 "MODEL.ROI_HEADS.NAME=PaperRes5ROIHeads res5 runs per RoI in the head; "
                 "stop the backbone at res4"
             )
-        return make_res5_head(**read_resnet_config(cfg))
+        return make_res5_head(**options)

@@ -2,7 +2,8 @@
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.modeling import build_model
+from detectron2.modeling import build_backbone, build_model
+from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
@@ -44,6 +45,7 @@ def tiny_batch(num_images=2, size=96, seed=0):
     return batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "depth,options",
     [
@@ -94,3 +96,33 @@ def test_backbone_must_stop_at_res4_for_the_c4_head():
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
     with pytest.raises(ValueError, match="MODEL.RESNETS.OUT_FEATURES"):
         build_model(cfg)
+
+
+def randomized(state_dict, seed):
+    """The same names and shapes filled with random positive values (valid BN variances)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.rand(v.shape, generator=generator) + 0.5 for k, v in state_dict.items()}
+
+
+@pytest.mark.parametrize("depth", [50, 101])
+def test_detectron2_settings_give_detectron2s_r50_r101_bit_for_bit(depth):
+    """Bottleneck, option B, stride in the 1x1: the backbone and C4 head are Detectron2's own
+    build_resnet_backbone and Res5ROIHeads, with the same names and identical outputs."""
+    ours_cfg = c4_cfg(depth)
+    theirs_cfg = c4_cfg(depth)
+    theirs_cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+    theirs_cfg.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"
+    theirs_backbone = build_backbone(theirs_cfg)
+    theirs_res5 = build_roi_heads(theirs_cfg, theirs_backbone.output_shape()).res5
+    ours_backbone = build_backbone(ours_cfg)
+    ours_res5 = build_roi_heads(ours_cfg, ours_backbone.output_shape()).res5
+    for theirs, ours in ((theirs_backbone, ours_backbone), (theirs_res5, ours_res5)):
+        weights = randomized(theirs.state_dict(), depth)
+        theirs.load_state_dict(weights)
+        ours.load_state_dict(weights)  # strict: the same names and shapes
+
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = theirs_backbone(x)["res4"]
+        assert torch.equal(ours_backbone(x)["res4"], features)
+        assert torch.equal(ours_res5(features), theirs_res5(features))

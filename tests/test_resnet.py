@@ -1,4 +1,4 @@
-"""The paper's residual and plain networks: shapes, FLOPs, shortcut options, freezing, config."""
+"""The paper's residual and plain networks: shapes, shortcut options, freezing, config."""
 import itertools
 
 import pytest
@@ -6,7 +6,6 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone
-from fvcore.nn import FlopCountAnalysis
 
 from resnet_backbone import add_resnet_backbone_config
 from resnet_backbone.resnet import (
@@ -17,8 +16,6 @@ from resnet_backbone.resnet import (
 )
 
 ALL_FEATURES = ["stem", "res2", "res3", "res4", "res5"]
-# Paper Table 1, multiply-adds at 224x224.
-TABLE1_FLOPS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}
 VARIANTS = [
     dict(residual=True, shortcut="A"),
     dict(residual=True, shortcut="B"),
@@ -55,14 +52,6 @@ def test_output_shape_matches_outputs(depth, variant, stride_in_1x1):
         spec = shapes[name]
         assert tensor.shape[1] == spec.channels
         assert (64 // spec.stride, 96 // spec.stride) == tuple(tensor.shape[2:])
-
-
-@pytest.mark.parametrize("depth", sorted(TABLE1_FLOPS))
-def test_multiply_adds_match_table1(depth):
-    model = make_resnet(depth, stride_in_1x1=True, out_features=["res5"]).eval()
-    flops = FlopCountAnalysis(model, torch.zeros(1, 3, 224, 224))
-    flops.unsupported_ops_warnings(False)
-    assert flops.total() == pytest.approx(TABLE1_FLOPS[depth], rel=0.05)
 
 
 @pytest.mark.parametrize("depth", sorted(DEPTH_TABLE))

@@ -222,6 +222,7 @@ def _training_batch():
     return batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooler_type", ["ROIPool", "ROIAlignV2"])
 def test_faster_rcnn_trains_and_infers_on_cpu(pooler_type, converted):
     torch.manual_seed(0)
