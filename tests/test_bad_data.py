@@ -8,12 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances
+from detectron2.data.datasets import register_coco_instances, register_pascal_voc
+from PIL import Image
 
-from resnet_backbone.data import SHAPE_CLASSES, ensure_synthetic, load_voc_split
-from resnet_backbone.data.validation import DatasetError, drop_bad_boxes, validate_dataset
+from resnet_backbone.data import (
+    SHAPE_CLASSES,
+    DatasetError,
+    ensure_synthetic,
+    register_voc,
+    validate_dataset,
+)
+from resnet_backbone.data.validation import drop_bad_boxes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,12 +52,14 @@ def _register_coco(root, split="train"):
     return name
 
 
-def _register_voc(root, split="train"):
+def _register_voc(root, split="train", register=register_voc):
+    """A VOC-form split of the tree, registered with this package's or Detectron2's function."""
     name = f"bad_data_voc_{len(_NAMES)}"
     _NAMES.append(name)
-    voc = str(root / "VOCshapes")
-    DatasetCatalog.register(name, lambda: load_voc_split(voc, split, SHAPE_CLASSES))
-    MetadataCatalog.get(name).set(dirname=voc, split=split, thing_classes=list(SHAPE_CLASSES))
+    if register is register_voc:
+        register_voc(name, str(root / "VOCshapes"), split, SHAPE_CLASSES)
+    else:
+        register_pascal_voc(name, str(root / "VOCshapes"), split, 2007, SHAPE_CLASSES)
     return name
 
 
@@ -127,14 +137,82 @@ def test_unusable_boxes_are_dropped_with_a_count_or_stop_the_run(tree, caplog):
     assert "dropped 2 unusable boxes" in caplog.text
 
 
-def test_unknown_voc_class_is_named(tree):
-    xml = tree / "VOCshapes" / "Annotations" / "train_000003.xml"
+def _edit_xml(root, file_id, old, new):
+    xml = root / "VOCshapes" / "Annotations" / f"{file_id}.xml"
     text = xml.read_text()
-    first = next(c for c in SHAPE_CLASSES if f"<name>{c}</name>" in text)
-    xml.write_text(text.replace(f"<name>{first}</name>", "<name>hexagon</name>", 1))
-    with pytest.raises(DatasetError, match=r"train_000003\.xml \(image_id 'train_000003'\): "
-                                           r"unknown class name 'hexagon'"):
+    assert old in text
+    xml.write_text(text.replace(old, new, 1))
+    return xml
+
+
+@pytest.mark.parametrize("register", [register_voc, register_pascal_voc],
+                         ids=["this_package", "detectron2"])
+def test_malformed_voc_xml_is_named(tree, register):
+    xml = _edit_xml(tree, "train_000002", "</annotation>", "<annotation")
+    with pytest.raises(DatasetError, match=rf"{xml}: not well-formed XML \(unclosed token"):
+        validate_dataset(_register_voc(tree, register=register))
+
+
+def test_voc_xml_without_size_is_named(tree):
+    xml = tree / "VOCshapes" / "Annotations" / "train_000001.xml"
+    xml.write_text("\n".join(line for line in xml.read_text().splitlines()
+                              if "<size>" not in line))
+    with pytest.raises(DatasetError, match=rf"{xml}: no integer <size><width> and <height>"):
         validate_dataset(_register_voc(tree))
+
+
+@pytest.mark.parametrize("register", [register_voc, register_pascal_voc],
+                         ids=["this_package", "detectron2"])
+def test_unknown_voc_class_is_named(tree, register):
+    text = (tree / "VOCshapes" / "Annotations" / "train_000003.xml").read_text()
+    first = next(c for c in SHAPE_CLASSES if f"<name>{c}</name>" in text)
+    xml = _edit_xml(tree, "train_000003", f"<name>{first}</name>", "<name>hexagon</name>")
+    with pytest.raises(DatasetError, match=rf"{xml}: unknown class name 'hexagon'"):
+        validate_dataset(_register_voc(tree, register=register))
+
+
+def test_voc_fields_the_evaluator_reads_are_checked_for_evaluation(tree):
+    xml = _edit_xml(tree, "val_000001", "<pose>Unspecified</pose>", "")
+    name = _register_voc(tree, split="val")
+    assert validate_dataset(name)["images"] == 3  # training does not read <pose>
+    with pytest.raises(DatasetError, match=rf"{xml}: object '\w+' has no <pose>"):
+        validate_dataset(name, evaluation=True)
+
+
+def test_16_bit_png_is_named(tree):
+    """Detectron2's read_image turns a 16-bit grey PNG into 255 everywhere."""
+    def edit(data):
+        image = data["images"][2]
+        path = tree / "images" / image["file_name"].replace(".jpg", ".png")
+        pixels = np.full((image["height"], image["width"]), 1000, dtype=np.uint16)
+        Image.fromarray(pixels).save(path)
+        image["file_name"] = path.name
+
+    _edit_json(tree, edit)
+    with pytest.raises(DatasetError, match=r"train_000002\.png \(image_id 3\): image has "
+                                           r"'I;16' pixels \(16-bit or float\)"):
+        validate_dataset(_register_coco(tree))
+
+
+def test_coco_image_without_size_is_named(tree):
+    def edit(data):
+        del data["images"][4]["height"]
+
+    path = _edit_json(tree, edit)
+    with pytest.raises(DatasetError, match=rf"{path}: images\[4\] \(id 5, file_name "
+                                           r"'train_000004.jpg'\) has no height"):
+        validate_dataset(_register_coco(tree))
+
+
+def test_training_split_without_boxes_is_named(tree):
+    def edit(data):
+        data["annotations"] = []
+
+    path = _edit_json(tree, edit)
+    name = _register_coco(tree)
+    assert validate_dataset(name)["boxes"] == 0  # fine to evaluate on
+    with pytest.raises(DatasetError, match=rf"{name}' has no usable box to train on .*{path}"):
+        validate_dataset(name, training=True)
 
 
 def test_empty_split_is_named(tree):
@@ -149,7 +227,8 @@ def test_coco_duplicate_ids_are_named(tree):
         data["images"][3]["id"] = data["images"][2]["id"]
 
     path = _edit_json(tree, duplicate_image)
-    with pytest.raises(DatasetError, match=rf"{path}: images ids are not unique: id 3 \(2 times\)"):
+    with pytest.raises(DatasetError, match=rf"{path}: (?s:.*)images ids are not unique: "
+                                           r"id 3 \(2 times\)"):
         validate_dataset(_register_coco(tree))
 
     def duplicate_annotation(data):
@@ -161,6 +240,7 @@ def test_coco_duplicate_ids_are_named(tree):
         validate_dataset(_register_coco(tree))
 
 
+@pytest.mark.slow
 def test_train_net_stops_before_training_and_leaves_output_dir_alone(tree, tmp_path):
     (tree / "images" / "val_000001.jpg").unlink()  # the test split is checked too
     out = tmp_path / "out"

@@ -10,7 +10,6 @@ from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from PIL import Image
 
 import resnet_backbone.data as data
-from resnet_backbone.data import datasets as registration
 from resnet_backbone.data.layout import PAPER_SPLITS, SYNTHETIC_COCO_SPLITS, SYNTHETIC_VOC_SPLITS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,8 +153,7 @@ def test_build_evaluator_rejects_unknown_and_training_only_names(tmp_path):
 def test_voc_loader_matches_detectron2s(fake_root, monkeypatch):
     from detectron2.data.datasets.pascal_voc import load_voc_instances
 
-    if not registration._detectron2_voc_loader_works():
-        monkeypatch.setattr(np, "str", str, raising=False)  # what v0.6 still calls np.str
+    monkeypatch.setattr(np, "str", str, raising=False)  # v0.6 still calls np.str
 
     dirname = os.path.join(fake_root, "VOC2007")
     ours = data.load_voc_split(dirname, "test", data.VOC_CLASS_NAMES)
@@ -182,14 +180,18 @@ def test_checker_accepts_a_complete_tree_and_names_what_breaks(tmp_path, capsys)
     assert "warning: voc_2007_test: 2 images, the official release has 4952" in out
 
     os.remove(os.path.join(root, "VOC2007", "JPEGImages", "000002.jpg"))
-    with open(os.path.join(root, "VOC2012", "Annotations", "2008_000003.xml"), "w") as f:
+    broken_xml = os.path.join(root, "VOC2012", "Annotations", "2008_000003.xml")
+    with open(broken_xml, "w") as f:
         f.write("<annotation><size>")
     os.remove(os.path.join(root, "coco", "val2017", "h.jpg"))
     assert check.main(["--root", root]) == 1
     out = capsys.readouterr().out
-    assert "voc_2007_test: ids in test.txt without JPEGImages/<id>.jpg [1]: 000002" in out
-    assert "2008_000003.xml: unparsable" in out
-    assert "coco_2017_val: images in the json missing from coco/val2017/ [1]: h.jpg" in out
+    assert "3 part(s) with problems: voc2007, voc2012, coco2017" in out
+    missing = os.path.join(root, "VOC2007", "JPEGImages", "000002.jpg")
+    assert f"{missing} (image_id '000002'): image file does not exist" in out
+    assert f"{broken_xml}: not well-formed XML" in out
+    h_jpg = os.path.join(root, "coco", "val2017", "h.jpg")
+    assert f"{h_jpg} (image_id 2): image file does not exist" in out
     assert check.main(["--root", root, "coco2014", "synthetic"]) == 0
     assert check.main(["--root", root, "nonsense"]) == 2
 

@@ -1,5 +1,6 @@
 """The synthetic dataset generator: determinism, idempotence, atomic writes, both forms loading."""
 import filecmp
+import importlib.util
 import json
 import os
 
@@ -10,7 +11,15 @@ from detectron2.structures import BoxMode
 
 import resnet_backbone.data as data
 from resnet_backbone.data import synthetic
-from resnet_backbone.data.layout import SHAPE_CLASSES, SYNTHETIC_VOC_DIRNAME
+from resnet_backbone.data.layout import (
+    SHAPE_CLASSES,
+    SYNTHETIC_COCO_SPLITS,
+    SYNTHETIC_VOC_DIRNAME,
+    SYNTHETIC_VOC_SPLITS,
+)
+
+TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                    "make_synthetic_data.py")
 
 SMALL = dict(num_train=6, num_val=3)
 
@@ -131,25 +140,51 @@ def test_both_forms_load_through_detectron2_with_the_same_boxes(tmp_path):
         data.register_synthetic()
 
 
-def test_loading_a_missing_tree_generates_it(tmp_path, monkeypatch):
+@pytest.fixture
+def small_defaults(monkeypatch):
+    """Generation with the defaults, made smaller to keep the tests fast; records the roots."""
     calls = []
     real = synthetic.ensure_synthetic
 
-    def small_ensure(root, **kwargs):  # the defaults, made smaller to keep the test fast
+    def small_ensure(root, **kwargs):
         calls.append(root)
         return real(root, **SMALL)
 
     monkeypatch.setattr(synthetic, "ensure_synthetic", small_ensure)
+    return calls
+
+
+def test_loading_a_missing_tree_generates_it_once(tmp_path, small_defaults):
     root = str(tmp_path / "synthetic_shapes")
     data.register_synthetic(root)
     try:
         records = DatasetCatalog.get("synthetic_shapes_voc_val")
-        assert len(records) == SMALL["num_val"] and calls == [root]
+        assert len(records) == SMALL["num_val"] and small_defaults == [root]
         assert synthetic.is_complete(root)
         DatasetCatalog.get("synthetic_shapes_train")
-        assert calls == [root]  # present now: not generated again
+        assert small_defaults == [root]  # present now: not generated again
     finally:
         data.register_synthetic()
+
+
+def test_start_up_check_of_a_fresh_root_generates_the_data(tmp_path, small_defaults):
+    """What `tools/train_net.py --config-file configs/Demo/...` meets in a fresh clone."""
+    from detectron2.config import get_cfg
+
+    from resnet_backbone.config import add_resnet_backbone_config
+
+    cfg = add_resnet_backbone_config(get_cfg())
+    cfg.DATASETS.TRAIN = tuple(SYNTHETIC_COCO_SPLITS)[:1]
+    cfg.DATASETS.TEST = tuple(SYNTHETIC_COCO_SPLITS)[1:] + tuple(SYNTHETIC_VOC_SPLITS)
+    data.register_all(str(tmp_path))
+    try:
+        summary = data.validate_datasets(cfg)
+    finally:
+        data.register_all()
+    root = data.synthetic_root(str(tmp_path))
+    assert small_defaults == [root] and synthetic.is_complete(root)
+    assert summary["synthetic_shapes_val"]["images"] == SMALL["num_val"]
+    assert summary["synthetic_shapes_train"]["boxes"] > 0
 
 
 def test_files_match_their_documented_layout(tmp_path):
@@ -162,11 +197,16 @@ def test_files_match_their_documented_layout(tmp_path):
     ]
 
 
-def test_cli(tmp_path, capsys):
-    argv = ["--root", str(tmp_path / "s"), "--num-train", "2", "--num-val", "1", "--seed", "7"]
-    assert synthetic.main(argv) == 0
+def test_command_line(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("make_synthetic_data", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    root = tmp_path / "s"
+    argv = ["--root", str(root), "--num-train", "2", "--num-val", "1", "--seed", "7"]
+    assert tool.main(argv) == 0
     assert "written" in capsys.readouterr().out
-    assert synthetic.main(argv) == 0
+    assert tool.main(argv + ["--preview", "1"]) == 0
     assert "already up to date" in capsys.readouterr().out
-    assert synthetic.read_manifest(str(tmp_path / "s"))["params"]["seed"] == 7
-    assert synthetic.main(["--root", str(tmp_path / "t"), "--min-side", "8"]) == 2
+    assert synthetic.read_manifest(str(root))["params"]["seed"] == 7
+    assert os.listdir(tmp_path / "s_preview") == ["val_000000.png"]
+    assert tool.main(["--root", str(tmp_path / "t"), "--min-side", "8"]) == 2

@@ -105,12 +105,6 @@ def test_voc07_metric_on_coco_form_equals_detectron2s_on_voc_form(synthetic_val)
     assert ours["bbox_voc07"]["AP50"] == pytest.approx(theirs["bbox"]["AP50"], abs=1e-6)
 
 
-def test_voc07_eleven_point_average():
-    recall, precision = np.array([0.5, 1.0]), np.array([1.0, 0.5])
-    assert evaluation.voc07_average_precision(recall, precision) == pytest.approx(8.5 / 11)
-    assert evaluation.voc07_average_precision(np.array([]), np.array([])) == 0.0
-
-
 def test_fast_coco_eval_only_with_compiled_ops():
     from detectron2 import _C
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import (
     COCOEvaluator,
@@ -28,9 +29,13 @@ from detectron2.evaluation import (
     DatasetEvaluators,
     PascalVOCDetectionEvaluator,
 )
+from detectron2.evaluation.pascal_voc_evaluation import voc_ap
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
+from torchvision.ops import box_iou
 
+from ..files import atomic_write
+from .datasets import prepare_dataset
 from .layout import SYNTHETIC_COCO_SPLITS
 
 __all__ = [
@@ -40,7 +45,6 @@ __all__ = [
     "VOC07Evaluator",
     "VOC2012SubmissionWriter",
     "read_voc_submission",
-    "voc07_average_precision",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,32 +91,6 @@ class PaperCOCOEvaluator(COCOEvaluator):
         return results
 
 
-def voc07_average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC 2007 11-point AP: the mean over t = 0, 0.1, ..., 1 of the best precision at recall >= t.
-
-    The thresholds are computed as k * 0.1, as MATLAB's `0:0.1:1` in the devkit does.
-    """
-    ap = 0.0
-    for t in np.arange(11) * 0.1:
-        above = precision[recall >= t]
-        ap += (above.max() if above.size else 0.0) / 11.0
-    return float(ap)
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one XYXY box with many, in continuous coordinates.
-
-    Equal to the devkit's "+1" pixel arithmetic on 1-based inclusive corners, since those are
-    [x0 + 1, x1] for a continuous box [x0, x1].
-    """
-    iw = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    ih = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
-    inter = iw * ih
-    union = ((box[2] - box[0]) * (box[3] - box[1])
-             + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
-    return inter / np.maximum(union, np.finfo(np.float64).eps)
-
-
 class VOC07Evaluator(DatasetEvaluator):
     """PASCAL VOC 2007 mAP at IoU > 0.5 (11-point AP) for any registered detection dataset.
 
@@ -134,7 +112,7 @@ class VOC07Evaluator(DatasetEvaluator):
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             inst = out["instances"].to("cpu")
-            boxes = inst.pred_boxes.tensor.numpy().astype(np.float64)
+            boxes = inst.pred_boxes.tensor.double()
             for box, score, cls in zip(boxes, inst.scores.tolist(), inst.pred_classes.tolist()):
                 self._detections.append((cls, inp["image_id"], float(score), box))
 
@@ -151,7 +129,8 @@ class VOC07Evaluator(DatasetEvaluator):
         num_positive = np.zeros(len(self._class_names), dtype=np.int64)
         for record in DatasetCatalog.get(self._dataset_name):
             for ann in record.get("annotations", []):
-                box = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
+                box = BoxMode.convert(list(map(float, ann["bbox"])), ann["bbox_mode"],
+                                      BoxMode.XYXY_ABS)
                 ignore = bool(ann.get("iscrowd", 0) or ann.get("difficult", 0))
                 entry = gt[ann["category_id"], record["image_id"]]
                 entry[0].append(box)
@@ -172,8 +151,8 @@ class VOC07Evaluator(DatasetEvaluator):
                 if not boxes:
                     fp[rank] = 1
                     continue
-                overlaps = _iou(box, np.asarray(boxes, dtype=np.float64))
-                j = int(np.argmax(overlaps))
+                overlaps = box_iou(box[None], torch.as_tensor(boxes, dtype=torch.float64))[0]
+                j = int(overlaps.argmax())
                 if overlaps[j] <= self._iou_threshold:
                     fp[rank] = 1
                 elif ignore[j]:
@@ -186,7 +165,7 @@ class VOC07Evaluator(DatasetEvaluator):
             tp, fp = np.cumsum(tp), np.cumsum(fp)
             recall = tp / num_positive[cls]
             precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-            per_class[name] = 100.0 * voc07_average_precision(recall, precision)
+            per_class[name] = 100.0 * float(voc_ap(recall, precision, use_07_metric=True))
 
         metrics = {"AP50": float(np.mean(list(per_class.values()))) if per_class else float("nan")}
         metrics.update({f"AP50-{name}": ap for name, ap in per_class.items()})
@@ -245,8 +224,8 @@ class VOC2012SubmissionWriter(DatasetEvaluator):
         files = []
         for cls, name in enumerate(self._class_names):
             path = os.path.join(main_dir, f"{self._competition}_det_{self._split}_{name}.txt")
-            with open(path, "w", encoding="utf-8", newline="\n") as f:
-                f.writelines(line + "\n" for _, _, line in sorted(lines.get(cls, [])))
+            text = "".join(line + "\n" for _, _, line in sorted(lines.get(cls, [])))
+            atomic_write(path, lambda f, text=text: f.write(text.encode("utf-8")))
             files.append(path)
         archive = os.path.join(
             self._output_dir, f"{self._dataset_name}_{self._competition}_results.tar.gz"
@@ -272,9 +251,12 @@ def _write_tar_gz(archive: str, base_dir: str, files: List[str]) -> None:
                 data = f.read()
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
-    with open(archive, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0,
-                                                   filename="") as gz:
-        gz.write(raw.getvalue())
+
+    def write(out):
+        with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
+            gz.write(raw.getvalue())
+
+    atomic_write(archive, write)
 
 
 _RESULT_FILE = re.compile(r"^(comp\d+)_det_([A-Za-z0-9]+)_(.+)\.txt$")
@@ -320,15 +302,6 @@ def read_voc_submission(
     return parsed
 
 
-def _ensure_synthetic_present(dataset_name: str) -> None:
-    root = MetadataCatalog.get(dataset_name).get("synthetic_root")
-    if root:
-        from .synthetic import ensure_synthetic, is_complete
-
-        if not is_complete(root):
-            ensure_synthetic(root)
-
-
 def build_evaluator(
     cfg, dataset_name: str, output_folder: Optional[str] = None
 ) -> DatasetEvaluator:
@@ -352,7 +325,7 @@ def build_evaluator(
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     meta = MetadataCatalog.get(dataset_name)
     evaluator_type = meta.get("evaluator_type")
-    _ensure_synthetic_present(dataset_name)
+    prepare_dataset(dataset_name)
 
     if evaluator_type == "coco":
         coco = PaperCOCOEvaluator(

@@ -1,12 +1,12 @@
 """Where each dataset the paper uses lives under `$DETECTRON2_DATASETS`, in one table.
 
-Registration (`datasets.py`) and the tree checker (`datasets/check_datasets.py`) both read this
-table, so a path is written down once. The relative paths are Detectron2's own (its builtin
-registration looks for `VOC2007/`, not `VOCdevkit/VOC2007/`, directly under the root).
+Registration (`datasets.py`) and the tree checker (`datasets/check_datasets.py`) read this table.
+The relative paths are Detectron2's own (its builtin registration looks for `VOC2007/`, not
+`VOCdevkit/VOC2007/`, directly under the root).
 Nothing here imports Detectron2.
 """
 import os
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 __all__ = [
     "VOCSplit",
@@ -62,24 +62,25 @@ VOC_07PP_12: Tuple[str, ...] = (  # "07++12"
     "voc_2012_trainval",
 )
 
-# Downloadable parts of the tree (what one archive, or one set of archives, provides), the splits
-# each part serves, and the number of images each split has in the official release.
-PARTS: Dict[str, Dict[str, int]] = {
-    "voc2007": {"voc_2007_trainval": 5011, "voc_2007_test": 4952},
-    "voc2012": {"voc_2012_trainval": 11540},
-    "voc2012_test": {"voc_2012_test": 10991},
-    "coco2014": {"coco_2014_train": 82783, "coco_2014_val": 40504},
-    "coco2014_minival": {"coco_2014_minival": 5000, "coco_2014_valminusminival": 35504},
-    "coco2017": {"coco_2017_train": 118287, "coco_2017_val": 5000},
-    "synthetic": {},
-}
-
 # ---- the embedded synthetic dataset -------------------------------------------------------------
 SHAPE_CLASSES: Tuple[str, ...] = ("circle", "square", "triangle", "cross", "star")
 SYNTHETIC_DIRNAME = "synthetic_shapes"  # under the datasets root
 SYNTHETIC_VOC_DIRNAME = "VOCshapes"  # the VOC-form tree inside the synthetic root
 SYNTHETIC_COCO_SPLITS = {"synthetic_shapes_train": "train", "synthetic_shapes_val": "val"}
 SYNTHETIC_VOC_SPLITS = {"synthetic_shapes_voc_train": "train", "synthetic_shapes_voc_val": "val"}
+
+
+# Parts of the tree (what one archive, or one set of archives, provides), the splits each part
+# serves, and the number of images each split has in the official release.
+PARTS: Dict[str, Dict[str, Optional[int]]] = {
+    "voc2007": {"voc_2007_trainval": 5011, "voc_2007_test": 4952},
+    "voc2012": {"voc_2012_trainval": 11540},
+    "voc2012_test": {"voc_2012_test": 10991},
+    "coco2014": {"coco_2014_train": 82783, "coco_2014_val": 40504},
+    "coco2014_minival": {"coco_2014_minival": 5000, "coco_2014_valminusminival": 35504},
+    "coco2017": {"coco_2017_train": 118287, "coco_2017_val": 5000},
+    "synthetic": dict.fromkeys([*SYNTHETIC_COCO_SPLITS, *SYNTHETIC_VOC_SPLITS]),  # generated
+}
 
 
 def datasets_root() -> str:

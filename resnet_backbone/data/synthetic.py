@@ -27,16 +27,14 @@ depend on how many other samples are made. The same seed and parameters give byt
 xml and jpg files with the same numpy and Pillow. The tree is built in a temporary sibling
 directory and renamed into place, so an interrupted run never leaves a tree that looks complete.
 
-CLI: python -m resnet_backbone.data.synthetic --root DIR --seed 0 --num-train 200 --num-val 50
+Command line: tools/make_synthetic_data.py.
 """
-import argparse
 import dataclasses
 import io
 import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
@@ -52,7 +50,6 @@ __all__ = [
     "ensure_synthetic",
     "is_complete",
     "read_manifest",
-    "main",
 ]
 
 # Bump when the drawing or file format changes, so trees made by older code are regenerated.
@@ -534,83 +531,3 @@ def ensure_synthetic(
     if force or not is_complete(root, params):
         write_synthetic(root, params, force=force)
     return root
-
-
-# ---- CLI ----------------------------------------------------------------------------------------
-
-
-def _save_previews(root: str, count: int, out_dir: str) -> None:
-    from PIL import ImageDraw
-
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(root, "annotations", "instances_val.json"), encoding="utf-8") as f:
-        coco = json.load(f)
-    names = {c["id"]: c["name"] for c in coco["categories"]}
-    for img in coco["images"][:count]:
-        im = Image.open(os.path.join(root, "images", img["file_name"])).convert("RGB")
-        draw = ImageDraw.Draw(im)
-        for a in coco["annotations"]:
-            if a["image_id"] == img["id"]:
-                x, y, w, h = a["bbox"]
-                draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 255, 255))
-                draw.text((x + 2, y + 1), names[a["category_id"]], fill=(255, 255, 255))
-        im.save(os.path.join(out_dir, img["file_name"].replace(".jpg", ".png")))
-
-
-_HELP = {
-    "seed": "random seed; sample i of a split depends only on (seed, split, i)",
-    "num_train": "images in the train split",
-    "num_val": "images in the val split",
-    "min_side": "smallest image width/height",
-    "max_side": "largest image width/height",
-    "min_objects": "fewest objects attempted per image",
-    "max_objects": "most objects attempted per image",
-    "min_object_frac": "smallest object diameter, as a fraction of the shorter image side",
-    "max_object_frac": "largest object diameter, as a fraction of the shorter image side",
-    "min_visible": "fraction of each object's area that must stay visible",
-    "occlusion_prob": "chance an object is placed against an earlier one",
-    "colour_swap_prob": "chance an object takes another class's colour",
-    "max_clutter": "most unlabelled clutter lines per image",
-    "jpeg_quality": "JPEG quality of the written images",
-}
-
-
-def main(argv=None) -> int:
-    defaults = SyntheticParams()
-    parser = argparse.ArgumentParser(
-        prog="python -m resnet_backbone.data.synthetic",
-        description="Generate the seeded synthetic shapes detection dataset (COCO + VOC forms).",
-    )
-    parser.add_argument("--root", default=None,
-                        help="output directory (default: $DETECTRON2_DATASETS/synthetic_shapes)")
-    parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
-    parser.add_argument("--preview", type=int, default=0, metavar="N",
-                        help="also write N val images with their boxes drawn to <root>_preview/")
-    for field in dataclasses.fields(SyntheticParams):
-        parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default),
-                            default=getattr(defaults, field.name), dest=field.name,
-                            help=f"{_HELP[field.name]} (default: %(default)s)")
-    args = parser.parse_args(argv)
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticParams)}
-    root = synthetic_root() if args.root is None else args.root
-    was_complete = not args.force and is_complete(root, SyntheticParams(**options))
-    try:
-        ensure_synthetic(root, force=args.force, **options)
-    except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    manifest = read_manifest(root)
-    state = "already up to date" if was_complete else "written"
-    print(f"synthetic_shapes at {os.path.abspath(root)}: {state}")
-    for split, info in manifest["splits"].items():
-        print(f"  {split}: {info['images']} images, {info['objects']} objects "
-              f"{info['objects_per_class']}")
-    if args.preview:
-        out = os.path.abspath(root).rstrip(os.sep) + "_preview"
-        _save_previews(root, args.preview, out)
-        print(f"  previews: {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

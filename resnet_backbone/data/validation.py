@@ -1,27 +1,22 @@
-"""Checks of the datasets a run uses, before any training starts.
+"""Checks of the datasets a run uses, before any training starts; also the engine of
+datasets/check_datasets.py.
 
-`validate_datasets(cfg)` (run by tools/train_net.py before the trainer is built, and before
-anything is written to OUTPUT_DIR) loads DATASETS.TRAIN and DATASETS.TEST and stops with a
-`DatasetError` naming the dataset, the file and the entry for:
-
-* a COCO json that is missing or has duplicate image or annotation ids,
-* a loader error (e.g. an unknown class name in a VOC xml, a missing xml),
-* an empty split,
-* a missing or unreadable image, or one whose size differs from its annotation (only the
-  image header is read, with PIL, in a few threads; RESNET_BACKBONE_DATA.READ_IMAGE_HEADERS
-  False skips this for huge datasets),
-* with RESNET_BACKBONE_DATA.BAD_BOXES "error": a box with zero or negative (or non-finite) area,
-  or entirely outside its image.
-
-With BAD_BOXES "drop" (the default) such boxes are removed from the training set and the number
-dropped is logged with the first few examples (Detectron2 itself would drop them silently after
-clipping); boxes only partly outside the image are clipped by Detectron2 and only counted.
-RESNET_BACKBONE_DATA.VALIDATE False skips the whole pass.
+`validate_datasets(cfg)` (run by the start-up check before anything is written to OUTPUT_DIR)
+loads DATASETS.TRAIN and DATASETS.TEST and stops with a `DatasetError` naming the dataset, the
+file and the entry for: a COCO json that is missing, unparsable, has image entries without
+id/file_name/width/height, duplicate ids, annotations pointing at unknown images or categories;
+a VOC xml that is malformed, has no <size>, an unknown class, or (for evaluation) objects without
+the <pose>/<truncated>/<difficult> Detectron2's VOC evaluator reads; an empty split; a training
+split without boxes; a missing or unreadable image, one whose size differs from its annotation,
+or a 16-bit one (Detectron2's read_image would saturate it); and, with
+RESNET_BACKBONE_DATA.BAD_BOXES "error", boxes with no area or outside their image ("drop", the
+default, removes those from training and logs how many).
 """
 import json
 import logging
 import math
 import os
+import xml.etree.ElementTree as ET
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,10 +24,15 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from .datasets import VOCAnnotationError, load_voc_split, prepare_dataset
+
 logger = logging.getLogger(__name__)
 
 _EXAMPLES = 10
 _EXIF_ORIENTATION = 0x0112
+# PIL modes that Detectron2's read_image (`Image.convert("RGB")`) clips to 255 instead of scaling.
+_HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_VOC_EVALUATOR_FIELDS = ("pose", "truncated", "difficult")
 
 
 class DatasetError(ValueError):
@@ -49,9 +49,41 @@ def _listing(problems):
     return f"\n  {shown}{more}"
 
 
+def _coco_problems(data):
+    """What in a parsed COCO json Detectron2's load_coco_json would fail on or silently get
+    wrong (pycocotools merges images with the same id)."""
+    missing = [k for k in ("images", "annotations", "categories")
+               if not isinstance(data.get(k), list)]
+    if missing:
+        return [f"no list {missing}"]
+    problems = []
+    for i, image in enumerate(data["images"]):
+        absent = [k for k in ("id", "file_name", "width", "height") if k not in image]
+        if absent:
+            problems.append(f"images[{i}] (id {image.get('id')!r}, file_name "
+                            f"{image.get('file_name')!r}) has no {', '.join(absent)}")
+    for key in ("images", "annotations"):
+        ids = Counter(item.get("id") for item in data[key])
+        duplicates = sorted((i for i, n in ids.items() if n > 1), key=str)
+        if duplicates:
+            problems.append(f"{key} ids are not unique: " + ", ".join(
+                f"id {i!r} ({ids[i]} times)" for i in duplicates[:_EXAMPLES]))
+    image_ids = {image.get("id") for image in data["images"]}
+    category_ids = {c.get("id") for c in data["categories"]}
+    for a in data["annotations"]:
+        box = a.get("bbox")
+        if a.get("image_id") not in image_ids:
+            problems.append(f"annotation {a.get('id')}: unknown image_id {a.get('image_id')!r}")
+        elif a.get("category_id") not in category_ids:
+            problems.append(
+                f"annotation {a.get('id')}: unknown category_id {a.get('category_id')!r}")
+        elif not (isinstance(box, list) and len(box) == 4):
+            problems.append(f"annotation {a.get('id')}: bbox {box!r} is not [x, y, w, h]")
+    return problems
+
+
 def check_coco_json(json_file, dataset=""):
-    """Raise DatasetError for a missing/unparsable COCO json or duplicate image/annotation ids
-    (pycocotools would silently merge images with the same id)."""
+    """Raise DatasetError for a missing, unparsable or malformed COCO json (see `_coco_problems`)."""
     where = f"dataset {dataset!r}: " if dataset else ""
     if not os.path.isfile(json_file):
         raise DatasetError(f"{where}annotation file {json_file} does not exist")
@@ -60,25 +92,38 @@ def check_coco_json(json_file, dataset=""):
             data = json.load(f)
     except (OSError, ValueError) as e:
         raise DatasetError(f"{where}{json_file} is not readable JSON: {e}") from e
-    for key in ("images", "annotations"):
-        ids = Counter(item.get("id") for item in data.get(key, []))
-        duplicates = sorted((i for i, n in ids.items() if n > 1), key=str)
-        if duplicates:
-            raise DatasetError(
-                f"{where}{json_file}: {key} ids are not unique: "
-                + ", ".join(f"id {i!r} ({ids[i]} times)" for i in duplicates[:_EXAMPLES])
-            )
+    problems = _coco_problems(data) if isinstance(data, dict) else ["not a JSON object"]
+    if problems:
+        raise DatasetError(f"{where}{json_file}: {problems[0]}" if len(problems) == 1
+                           else f"{where}{json_file}: {len(problems)} problems:"
+                           + _listing(problems))
 
 
-def image_size(path):
-    """(width, height) from the header, after EXIF rotation as Detectron2's read_image applies."""
+def _voc_evaluation_problems(dirname, split):
+    """Objects without the fields Detectron2's PascalVOCDetectionEvaluator reads."""
+    with open(os.path.join(dirname, "ImageSets", "Main", split + ".txt"), encoding="utf-8") as f:
+        ids = [line.split()[0] for line in f if line.strip()]
+    problems = []
+    for file_id in ids:
+        xml_file = os.path.join(dirname, "Annotations", file_id + ".xml")
+        for obj in ET.parse(xml_file).iterfind("object"):
+            absent = [k for k in _VOC_EVALUATOR_FIELDS if obj.find(k) is None]
+            if absent:
+                problems.append(f"{xml_file}: object {obj.findtext('name')!r} has no "
+                                + ", ".join(f"<{k}>" for k in absent))
+    return problems
+
+
+def _image_header(path):
+    """((width, height) after EXIF rotation, as Detectron2's read_image applies it; PIL mode)."""
     with Image.open(path) as im:
         width, height = im.size
         try:
             orientation = im.getexif().get(_EXIF_ORIENTATION)
         except Exception:
             orientation = None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        mode = im.mode
+    return ((height, width) if orientation in (5, 6, 7, 8) else (width, height)), mode
 
 
 def _image_problem(record):
@@ -86,9 +131,13 @@ def _image_problem(record):
     if not path or not os.path.isfile(path):
         return f"{_entry(record)}: image file does not exist"
     try:
-        width, height = image_size(path)
+        (width, height), mode = _image_header(path)
     except Exception as e:
         return f"{_entry(record)}: image is not readable ({type(e).__name__}: {e})"
+    if mode in _HIGH_BIT_DEPTH_MODES:
+        return (f"{_entry(record)}: image has {mode!r} pixels (16-bit or float); Detectron2 "
+                "reads these as 255 everywhere. Convert it to 8 bits per channel (e.g. "
+                "Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)) for 16-bit)")
     expected = (record.get("width"), record.get("height"))
     if None not in expected and (width, height) != tuple(expected):
         return (f"{_entry(record)}: image is {width}x{height} but its annotation says "
@@ -149,29 +198,71 @@ def drop_bad_boxes(dicts, what="dataset"):
     return out
 
 
-def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8):
-    """Check one registered dataset; returns a summary dict, raises DatasetError."""
+def _source(meta):
+    if meta.get("json_file"):
+        return meta.json_file
+    if meta.get("dirname"):
+        return os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.get('split')}.txt")
+    return "its source"
+
+
+def _vocdevkit_hint(meta):
+    """How to link an unpacked-but-unlinked VOCdevkit/VOC20xx where Detectron2 looks for it."""
+    dirname = meta.get("dirname")
+    if not dirname or os.path.isdir(dirname):
+        return ""
+    root, base = os.path.split(dirname)
+    if not os.path.isdir(os.path.join(root, "VOCdevkit", base)):
+        return ""
+    return (f". VOCdevkit/{base}/ exists but Detectron2 expects {base}/ directly under the "
+            f"datasets root: ln -s VOCdevkit/{base} {dirname}")
+
+
+def _load(name, meta):
+    try:
+        return DatasetCatalog.get(name)
+    except VOCAnnotationError as e:
+        raise DatasetError(f"dataset {name!r}: {e}") from e
+    except Exception as e:
+        # A VOC split registered with Detectron2's own loader: our reader names the file.
+        if meta.get("dirname") and meta.get("split") and meta.get("thing_classes"):
+            try:
+                load_voc_split(meta.dirname, meta.split, meta.thing_classes)
+            except VOCAnnotationError as named:
+                raise DatasetError(f"dataset {name!r}: {named}") from e
+            except Exception:
+                pass
+        raise DatasetError(f"dataset {name!r} could not be loaded: {type(e).__name__}: {e}"
+                           + _vocdevkit_hint(meta)) from e
+
+
+def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
+                     training=False, evaluation=False):
+    """Check one registered dataset; returns a summary dict, raises DatasetError.
+
+    `training` requires at least one usable box; `evaluation` checks what the dataset's
+    evaluator reads besides the loaded dicts (the VOC xml fields)."""
     if bad_boxes not in ("drop", "error"):
         raise DatasetError(f"RESNET_BACKBONE_DATA.BAD_BOXES must be 'drop' or 'error', "
                            f"not {bad_boxes!r}")
     if name not in DatasetCatalog:
         raise DatasetError(f"dataset {name!r} is not registered (DATASETS.TRAIN / DATASETS.TEST)")
+    prepare_dataset(name)
     meta = MetadataCatalog.get(name)
-    json_file = meta.get("json_file") if hasattr(meta, "json_file") else None
-    if json_file:
-        check_coco_json(json_file, name)
-    try:
-        dicts = DatasetCatalog.get(name)
-    except Exception as e:
-        raise DatasetError(f"dataset {name!r} could not be loaded: {type(e).__name__}: {e}") from e
+    if meta.get("json_file"):
+        check_coco_json(meta.json_file, name)
+    dicts = _load(name, meta)
     if not dicts:
-        source = json_file or (f"{meta.get('dirname')}/ImageSets/Main/{meta.get('split')}.txt"
-                               if hasattr(meta, "dirname") else "its source")
-        raise DatasetError(f"dataset {name!r} is empty: {source} lists no images")
+        raise DatasetError(f"dataset {name!r} is empty: {_source(meta)} lists no images")
     ids = Counter(str(d.get("image_id")) for d in dicts)
     duplicates = [i for i, n in ids.items() if n > 1]
     if duplicates:
         raise DatasetError(f"dataset {name!r}: image ids are not unique: {duplicates[:_EXAMPLES]}")
+    if evaluation and meta.get("evaluator_type") == "pascal_voc":
+        problems = _voc_evaluation_problems(meta.dirname, meta.split)
+        if problems:
+            raise DatasetError(f"dataset {name!r}: {len(problems)} objects lack fields the VOC "
+                               "evaluator reads:" + _listing(problems))
     if read_images:
         with ThreadPoolExecutor(max(1, num_threads)) as pool:
             problems = [p for p in pool.map(_image_problem, dicts, chunksize=64) if p]
@@ -187,12 +278,15 @@ def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8)
     if bad and bad_boxes == "error":
         raise DatasetError(f"dataset {name!r}: {len(bad)} unusable boxes "
                            "(RESNET_BACKBONE_DATA.BAD_BOXES error):" + _listing([m for *_, m in bad]))
+    num_boxes = sum(len(d.get("annotations", ())) for d in dicts)
+    if training and num_boxes == len(bad):
+        raise DatasetError(f"dataset {name!r} has no usable box to train on "
+                           f"({num_boxes} boxes, {len(bad)} unusable): {_source(meta)}")
     if bad:
         logger.warning(f"dataset {name!r}: {len(bad)} unusable boxes will be dropped from "
                        "training:" + _listing([m for *_, m in bad]))
     if partly:
         logger.info(f"dataset {name!r}: {partly} boxes extend past their image and are clipped")
-    num_boxes = sum(len(d.get("annotations", ())) for d in dicts)
     logger.info(f"dataset {name!r}: {len(dicts)} images, {num_boxes} boxes checked")
     return {"images": len(dicts), "boxes": num_boxes, "bad_boxes": len(bad),
             "partly_outside": partly}
@@ -206,9 +300,10 @@ def validate_datasets(cfg, names=None):
         return {}
     if names is None:
         names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
-    names = list(dict.fromkeys(names))
     return {
         name: validate_dataset(name, read_images=opts.READ_IMAGE_HEADERS,
-                               bad_boxes=opts.BAD_BOXES, num_threads=opts.NUM_THREADS)
-        for name in names
+                               bad_boxes=opts.BAD_BOXES, num_threads=opts.NUM_THREADS,
+                               training=name in cfg.DATASETS.TRAIN,
+                               evaluation=name in cfg.DATASETS.TEST)
+        for name in dict.fromkeys(names)
     }

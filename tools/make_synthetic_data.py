@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Generate the seeded synthetic shapes detection dataset (COCO and VOC forms).
+
+  python tools/make_synthetic_data.py                      # $DETECTRON2_DATASETS/synthetic_shapes
+  python tools/make_synthetic_data.py --root DIR --seed 0 --num-train 200 --num-val 50 --preview 8
+
+Training on a synthetic_shapes split generates the default tree by itself; this command is for
+other parameters and for looking at the data (--preview draws the boxes of N val images).
+"""
+import argparse
+import dataclasses
+import os
+import sys
+
+try:
+    import resnet_backbone  # noqa: F401
+except ImportError:  # run from a source checkout that is not installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from resnet_backbone.data import synthetic, synthetic_root  # noqa: E402
+
+HELP = {
+    "seed": "random seed; sample i of a split depends only on (seed, split, i)",
+    "num_train": "images in the train split",
+    "num_val": "images in the val split",
+    "min_side": "smallest image width/height",
+    "max_side": "largest image width/height",
+    "min_objects": "fewest objects attempted per image",
+    "max_objects": "most objects attempted per image",
+    "min_object_frac": "smallest object diameter, as a fraction of the shorter image side",
+    "max_object_frac": "largest object diameter, as a fraction of the shorter image side",
+    "min_visible": "fraction of each object's area that must stay visible",
+    "occlusion_prob": "chance an object is placed against an earlier one",
+    "colour_swap_prob": "chance an object takes another class's colour",
+    "max_clutter": "most unlabelled clutter lines per image",
+    "jpeg_quality": "JPEG quality of the written images",
+}
+
+
+def save_previews(root, count, out_dir):
+    """Draw the labelled boxes of the first `count` val images with Detectron2's Visualizer."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.utils.visualizer import Visualizer
+    from PIL import Image
+
+    from resnet_backbone.data import register_synthetic
+    from resnet_backbone.files import atomic_write
+
+    register_synthetic(root)
+    os.makedirs(out_dir, exist_ok=True)
+    for record in DatasetCatalog.get("synthetic_shapes_val")[:count]:
+        image = Image.open(record["file_name"]).convert("RGB")
+        drawn = Visualizer(image, MetadataCatalog.get("synthetic_shapes_val"))
+        picture = Image.fromarray(drawn.draw_dataset_dict(record).get_image())
+        name = os.path.splitext(os.path.basename(record["file_name"]))[0] + ".png"
+        atomic_write(os.path.join(out_dir, name), lambda f: picture.save(f, format="PNG"))
+
+
+def main(argv=None):
+    defaults = synthetic.SyntheticParams()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=None,
+                        help="output directory (default: $DETECTRON2_DATASETS/synthetic_shapes)")
+    parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    parser.add_argument("--preview", type=int, default=0, metavar="N",
+                        help="also write N val images with their boxes drawn to <root>_preview/")
+    for field in dataclasses.fields(synthetic.SyntheticParams):
+        parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default),
+                            default=getattr(defaults, field.name), dest=field.name,
+                            help=f"{HELP[field.name]} (default: %(default)s)")
+    args = parser.parse_args(argv)
+    options = {name: getattr(args, name) for name in HELP}
+    root = synthetic_root() if args.root is None else args.root
+    params = synthetic.SyntheticParams(**options)
+    was_complete = not args.force and synthetic.is_complete(root, params)
+    try:
+        synthetic.ensure_synthetic(root, force=args.force, **options)
+    except (ValueError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"synthetic_shapes at {os.path.abspath(root)}: "
+          + ("already up to date" if was_complete else "written"))
+    for split, info in synthetic.read_manifest(root)["splits"].items():
+        print(f"  {split}: {info['images']} images, {info['objects']} objects "
+              f"{info['objects_per_class']}")
+    if args.preview:
+        out = os.path.abspath(root).rstrip(os.sep) + "_preview"
+        save_previews(root, args.preview, out)
+        print(f"  previews: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
