@@ -35,9 +35,7 @@ def add_resnet_backbone_config(cfg):
     # False builds the paper's "plain" counterpart: the same layers without any shortcut.
     cfg.MODEL.RESNET_BACKBONE.RESIDUAL = True
 
-    cfg.MODEL.VGG = CN()
-    # Only VGG-16 (configuration "D" of Simonyan & Zisserman) is provided.
-    cfg.MODEL.VGG.DEPTH = 16
+    cfg.MODEL.VGG = CN()  # VGG-16, configuration "D" of Simonyan & Zisserman
     # Conv blocks to freeze, counted from the input: 2 freezes conv1_* and conv2_* as the
     # Faster R-CNN paper did; 0 trains everything.
     cfg.MODEL.VGG.FREEZE_AT = 2
@@ -50,4 +48,8 @@ def add_resnet_backbone_config(cfg):
     cfg.MODEL.ROI_BOX_HEAD.VGG.FC_DIM = 4096
     # Dropout after fc6 and fc7 as in the ImageNet classifier; 0 disables it.
     cfg.MODEL.ROI_BOX_HEAD.VGG.DROPOUT = 0.5
+
+    # Your own datasets, {name: {FORMAT: "voc" | "coco", paths, CLASSES}}, registered from the
+    # config in every process by tools/train_net.py (format: resnet_backbone/data/custom.py).
+    cfg.DATASETS.USER = CN(new_allowed=True)
     return cfg

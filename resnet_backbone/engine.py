@@ -18,6 +18,7 @@ import glob
 import logging
 import os
 import random
+import tempfile
 import weakref
 from contextlib import contextmanager
 from itertools import islice
@@ -329,11 +330,20 @@ def has_resumable_checkpoint(cfg):
     return os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
 
 
+def check_evaluators(cfg):
+    """Build (and drop) the evaluator of every test set now, so that a dataset nobody can
+    evaluate stops the run before training rather than after it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in cfg.DATASETS.TEST:
+            Trainer.build_evaluator(cfg, name, os.path.join(scratch, name))
+
+
 def check_startup(cfg, *, world_size, resume=False, eval_only=False, validate_data=True):
     """Stop a run that cannot work before the trainer is built and before OUTPUT_DIR is
     touched: batch size vs processes, MODEL.WEIGHTS (existence, architecture, pixel format),
-    and the datasets (resnet_backbone.data.validation)."""
+    the datasets (resnet_backbone.data.validation), classes and evaluators."""
     from .checkpoint import check_weights_match_config
+    from .data.custom import check_user_datasets
     from .data.validation import validate_datasets
 
     if not eval_only and cfg.SOLVER.IMS_PER_BATCH % world_size:
@@ -351,6 +361,8 @@ def check_startup(cfg, *, world_size, resume=False, eval_only=False, validate_da
         if "://" not in weights and not os.path.isfile(weights):
             raise FileNotFoundError(f"MODEL.WEIGHTS: file {weights} does not exist")
         check_weights_match_config(cfg, weights)
+    check_user_datasets(cfg)
     if validate_data:
         names = cfg.DATASETS.TEST if eval_only else None
         validate_datasets(cfg, names)
+    check_evaluators(cfg)

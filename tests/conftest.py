@@ -31,6 +31,12 @@ def datasets_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_config():
+    """The shipped demo config (ResNet-18 C4 on the synthetic data), a Path."""
+    return DEMO_CONFIG
+
+
+@pytest.fixture(scope="session")
 def tiny():
     """Config overrides (KEY VALUE ...) for a tiny CPU run; later pairs override earlier ones."""
     return TINY

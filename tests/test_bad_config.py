@@ -1,11 +1,8 @@
 """Bad configurations stop tools/train_net.py at start-up with a message naming the key or
 file, and leave an existing OUTPUT_DIR exactly as it was."""
 import os
-from pathlib import Path
 
 import pytest
-
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs/Demo/resnet18_c4_synthetic.yaml"
 
 pytestmark = pytest.mark.slow  # each test starts tools/train_net.py
 
@@ -27,10 +24,10 @@ def _snapshot(directory):
 
 
 @pytest.fixture
-def refused(train_net, tiny, previous_run):
+def refused(train_net, tiny, demo_config, previous_run):
     """Run train_net with `args` on `previous_run`; it must fail without touching it."""
 
-    def run(*args, flags=(), config=DEMO_CONFIG):
+    def run(*args, flags=(), config=demo_config):
         before = _snapshot(previous_run)
         result = train_net(*flags, *tiny, *args, "OUTPUT_DIR", str(previous_run), config=config)
         assert result.returncode != 0
@@ -45,9 +42,9 @@ def test_unknown_config_key_is_named(refused):
     assert "KeyError" in stderr and "Non-existent key: SOLVER.BASE_LRR" in stderr
 
 
-def test_unknown_key_in_config_file_is_named(refused, tmp_path):
+def test_unknown_key_in_config_file_is_named(refused, demo_config, tmp_path):
     config = tmp_path / "typo.yaml"
-    config.write_text(f'_BASE_: "{DEMO_CONFIG}"\nSOLVER:\n  MAX_ITERS: 5\n')
+    config.write_text(f'_BASE_: "{demo_config}"\nSOLVER:\n  MAX_ITERS: 5\n')
     stderr = refused(config=config)
     assert "KeyError" in stderr and "Non-existent config key: SOLVER.MAX_ITERS" in stderr
 

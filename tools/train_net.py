@@ -20,6 +20,7 @@ from detectron2.utils.logger import setup_logger
 import resnet_backbone  # noqa: F401  (registers backbones, heads, datasets, imagenet://)
 from resnet_backbone import add_resnet_backbone_config, distributed
 from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
+from resnet_backbone.data.custom import register_user_datasets
 from resnet_backbone.engine import Trainer, check_startup, save_final_metrics
 
 
@@ -32,6 +33,7 @@ def load_config(args):
         raise KeyError(f"{e} (a command-line override; the known keys are Detectron2's and "
                        "resnet_backbone/config.py's)") from None
     cfg.freeze()
+    register_user_datasets(cfg)  # DATASETS.USER, in every process
     return cfg
 
 

@@ -1,0 +1,112 @@
+"""Your own datasets, declared in the config under `DATASETS.USER` and registered in every process.
+
+    DATASETS:
+      USER:
+        pets_train: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "trainval", CLASSES: ["cat", "dog"]}
+        pets_test: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "test", CLASSES: ["cat", "dog"]}
+        parts_val: {FORMAT: "coco", JSON: "parts/val.json", IMAGE_ROOT: "parts/images"}
+      TRAIN: ("pets_train",)
+      TEST: ("pets_test",)
+
+A VOC entry reads DIRNAME/{Annotations,ImageSets/Main,JPEGImages} with your class names and is
+evaluated by Detectron2's PASCAL VOC evaluator (VOC07_METRIC: True for the 11-point AP); a COCO
+entry takes its classes from the json and is evaluated by COCOEvaluator. Relative paths are
+relative to $DETECTRON2_DATASETS, as for Detectron2's builtin datasets. tools/train_net.py
+registers them from the config in every worker, so --num-gpus, torchrun, --resume and --eval-only
+with the run's config.yaml all see them.
+"""
+import json
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+
+from .datasets import load_voc_split
+from .layout import datasets_root
+
+KEYS = {
+    "voc": {"FORMAT", "DIRNAME", "SPLIT", "CLASSES", "VOC07_METRIC"},
+    "coco": {"FORMAT", "JSON", "IMAGE_ROOT"},
+}
+REQUIRED = {"voc": {"DIRNAME", "SPLIT", "CLASSES"}, "coco": {"JSON", "IMAGE_ROOT"}}
+
+# Names this module registered, with the entry they were registered from.
+_REGISTERED = {}
+
+
+def _check_entry(name, entry):
+    where = f"DATASETS.USER.{name}"
+    if not hasattr(entry, "get"):
+        raise ValueError(f"{where} must be a mapping of FORMAT, paths and CLASSES, not {entry!r}")
+    kind = str(entry.get("FORMAT", "")).lower()
+    if kind not in KEYS:
+        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use 'voc' or 'coco'")
+    unknown = set(entry) - KEYS[kind]
+    missing = REQUIRED[kind] - set(entry)
+    if unknown or missing:
+        raise KeyError(f"{where} ({kind}): unknown keys {sorted(unknown)}, missing keys "
+                       f"{sorted(missing)}; a {kind} entry takes {sorted(KEYS[kind])}")
+    classes = entry.get("CLASSES")
+    if kind == "voc" and (not classes or len(set(classes)) != len(classes)
+                          or not all(isinstance(c, str) and c for c in classes)):
+        raise ValueError(f"{where}.CLASSES={classes!r}: give a list of distinct class names")
+    return kind
+
+
+def _path(path):
+    return os.path.join(datasets_root(), path)  # an absolute path is kept as it is
+
+
+def register_user_datasets(cfg):
+    """Register every `cfg.DATASETS.USER` entry into Detectron2's catalogs (idempotent)."""
+    for name, entry in cfg.DATASETS.USER.items():
+        kind = _check_entry(name, entry)
+        spec = (json.dumps(entry, sort_keys=True, default=list), datasets_root())
+        if _REGISTERED.get(name) == spec:
+            continue
+        if name in DatasetCatalog:
+            if name not in _REGISTERED:
+                raise ValueError(f"DATASETS.USER.{name}: the name {name!r} is already registered "
+                                 "(a builtin or project dataset); give your dataset another name")
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        if kind == "voc":
+            _register_voc(name, _path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
+                          year=2007 if entry.get("VOC07_METRIC", False) else 2012)
+        else:
+            register_coco_instances(name, {}, _path(entry.JSON), _path(entry.IMAGE_ROOT))
+        _REGISTERED[name] = spec
+
+
+def _register_voc(name, dirname, split, classes, year):
+    DatasetCatalog.register(name, lambda: load_voc_split(dirname, split, classes))
+    MetadataCatalog.get(name).set(thing_classes=list(classes), dirname=dirname, split=split,
+                                  year=year, evaluator_type="pascal_voc")
+
+
+def _coco_classes(json_file):
+    with open(json_file, encoding="utf-8") as f:
+        categories = json.load(f).get("categories") or []
+    return [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+
+
+def check_user_datasets(cfg):
+    """MODEL.ROI_HEADS.NUM_CLASSES must equal the class count of each user dataset in use."""
+    used = set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST)
+    for name, entry in cfg.DATASETS.USER.items():
+        if name not in used:
+            continue
+        if entry.FORMAT.lower() == "voc":
+            classes, source = entry.CLASSES, f"DATASETS.USER.{name}.CLASSES"
+        else:
+            json_file = MetadataCatalog.get(name).json_file
+            if not os.path.isfile(json_file):
+                raise FileNotFoundError(f"DATASETS.USER.{name}.JSON: file {json_file} does not "
+                                        "exist")
+            classes, source = _coco_classes(json_file), f"the categories of {json_file}"
+        if len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+            raise ValueError(
+                f"MODEL.ROI_HEADS.NUM_CLASSES={cfg.MODEL.ROI_HEADS.NUM_CLASSES} but dataset "
+                f"{name} has {len(classes)} classes ({source}: {list(classes)}); set "
+                f"MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}"
+            )
