@@ -1,4 +1,5 @@
 """The synthetic dataset generator: determinism, idempotence, atomic writes, both forms loading."""
+import dataclasses
 import filecmp
 import importlib.util
 import json
@@ -210,3 +211,13 @@ def test_command_line(tmp_path, capsys):
     assert synthetic.read_manifest(str(root))["params"]["seed"] == 7
     assert os.listdir(tmp_path / "s_preview") == ["val_000000.png"]
     assert tool.main(["--root", str(tmp_path / "t"), "--min-side", "8"]) == 2
+
+
+@pytest.mark.slow
+def test_train_net_in_a_fresh_clone_generates_the_data(train_net, tiny, tmp_path):
+    """`tools/train_net.py --config-file configs/Demo/resnet18_c4_synthetic.yaml` with no data."""
+    fresh_root = tmp_path / "datasets"
+    result = type(train_net)(fresh_root)(*tiny, "OUTPUT_DIR", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert synthetic.read_manifest(data.synthetic_root(str(fresh_root)))["params"] == \
+        dataclasses.asdict(synthetic.SyntheticParams())
