@@ -1,70 +1,89 @@
-"""Every YAML in configs/ merges and builds on CPU; leaves name registered data and weights whose
-pixel format the config matches."""
+"""The shipped configs, loaded by name through resnet_backbone.model_zoo: every detection leaf
+builds and runs on CPU, names registered data with its class count, and the paper's comparisons
+(plain vs residual, VGG-16 vs ResNet-101) differ only in the network. That each config's pixel
+format fits its weights is tests/test_weights.py's."""
 from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 
-import resnet_backbone  # noqa: F401  (registers datasets and builders)
-from resnet_backbone import add_resnet_backbone_config
-from resnet_backbone.weights import KNOWN_WEIGHTS
+from resnet_backbone import model_zoo
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-ALL_CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
-LEAVES = [p for p in ALL_CONFIGS if not p.name.startswith("Base-")]
-
-
-def load(path):
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(path))
-    return cfg
-
-
-def test_there_is_a_config_for_every_paper_row():
-    names = {p.relative_to(CONFIG_DIR).as_posix() for p in LEAVES}
-    for row in (
-        "PascalVOC-Detection/vgg16_voc0712.yaml",
-        "PascalVOC-Detection/resnet101_c4_voc0712.yaml",
-        "PascalVOC-Detection/vgg16_voc07pp12.yaml",
-        "PascalVOC-Detection/resnet101_c4_voc07pp12.yaml",
-        "COCO-Detection/vgg16_coco2014.yaml",
-        "COCO-Detection/resnet101_c4_coco2014.yaml",
-    ):
-        assert row in names
+LEAVES = [name for name in model_zoo.list_configs() if not Path(name).name.startswith("Base-")]
+DETECTION_LEAVES = [name for name in LEAVES if "-Detection/" in name or name.startswith("Demo/")]
+PLAIN_LEAVES = [name for name in LEAVES if Path(name).name.startswith("plain")]
+PAPER_ROWS = {
+    "Table 7, VOC 07 test": ("PascalVOC-Detection/vgg16_voc0712.yaml",
+                             "PascalVOC-Detection/resnet101_c4_voc0712.yaml"),
+    "Table 7, VOC 12 test": ("PascalVOC-Detection/vgg16_voc07pp12.yaml",
+                             "PascalVOC-Detection/resnet101_c4_voc07pp12.yaml"),
+    "Table 8, COCO val": ("COCO-Detection/vgg16_coco2014.yaml",
+                          "COCO-Detection/resnet101_c4_coco2014.yaml"),
+}
 
 
-@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: p.relative_to(CONFIG_DIR).as_posix())
-def test_config_merges_and_builds_on_cpu(path):
-    cfg = load(path)
+def differences(a, b, prefix=""):
+    """Dotted keys whose values differ between two configs."""
+    keys = set(a) | set(b)
+    found = set()
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found |= differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            found.add(prefix + key)
+    return found
+
+
+@pytest.mark.parametrize("name", DETECTION_LEAVES)
+def test_detection_config_builds_and_runs_on_cpu(name):
+    cfg = model_zoo.get_config(name)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     torch.manual_seed(0)
-    model = build_model(cfg)
-    model.eval()
+    model = build_model(cfg).eval()
     with torch.no_grad():
         outputs = model([{"image": torch.zeros(3, 64, 80, dtype=torch.uint8)}])
     assert "instances" in outputs[0]
 
 
-@pytest.mark.parametrize("path", LEAVES, ids=lambda p: p.relative_to(CONFIG_DIR).as_posix())
-def test_leaf_data_is_registered_and_weights_match_pixel_format(path):
-    cfg = load(path)
+@pytest.mark.parametrize("name", LEAVES)
+def test_leaf_data_is_registered_with_the_configured_classes(name):
+    cfg = model_zoo.get_config(name)
     registered = set(DatasetCatalog.list())
-    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
-        assert name in registered, f"{path.name}: dataset {name} is not registered"
-    if not cfg.MODEL.WEIGHTS.startswith("imagenet://"):
-        return
-    weights = KNOWN_WEIGHTS[cfg.MODEL.WEIGHTS[len("imagenet://"):]]
-    fmt = weights.pixel_format
-    assert cfg.INPUT.FORMAT == fmt.input_format
-    assert cfg.MODEL.PIXEL_MEAN == pytest.approx(list(fmt.pixel_mean))
-    assert cfg.MODEL.PIXEL_STD == pytest.approx(list(fmt.pixel_std))
-    if weights.arch.startswith("resnet"):
-        assert cfg.MODEL.BACKBONE.NAME.startswith("build_paper_resnet")
-        assert weights.arch == f"resnet{cfg.MODEL.RESNETS.DEPTH}"
-        assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 == fmt.stride_in_1x1
-    else:
-        assert cfg.MODEL.BACKBONE.NAME.startswith("build_vgg16")
+    for dataset in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        assert dataset in registered, f"{name}: dataset {dataset} is not registered"
+        classes = MetadataCatalog.get(dataset).get("thing_classes")
+        if classes and cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+            assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == len(classes), f"{name}: {dataset}"
+
+
+@pytest.mark.parametrize("name", PLAIN_LEAVES)
+def test_plain_net_differs_from_its_residual_twin_only_in_the_shortcuts(name):
+    twin = name.replace("/plain", "/resnet")
+    assert twin in LEAVES, f"{name} has no residual twin {twin}"
+    plain, residual = model_zoo.get_config(name), model_zoo.get_config(twin)
+    assert not plain.MODEL.RESNET_BACKBONE.RESIDUAL and residual.MODEL.RESNET_BACKBONE.RESIDUAL
+    assert differences(plain, residual) <= {"MODEL.RESNET_BACKBONE.RESIDUAL", "OUTPUT_DIR"}
+
+
+@pytest.mark.parametrize("row", PAPER_ROWS, ids=str)
+def test_vgg16_and_resnet101_rows_differ_only_in_the_network(row):
+    """Everything but the network, its weights and their pixel format is shared, as in the
+    paper's Tables 7 and 8."""
+    vgg, resnet = (model_zoo.get_config(name) for name in PAPER_ROWS[row])
+    network = ("MODEL.BACKBONE.NAME", "MODEL.WEIGHTS", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD",
+               "INPUT.FORMAT", "MODEL.RPN.IN_FEATURES", "MODEL.ROI_HEADS.NAME",
+               "MODEL.ROI_HEADS.IN_FEATURES", "MODEL.ROI_BOX_HEAD.NAME",
+               "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", "MODEL.RESNETS.DEPTH")
+    assert differences(vgg, resnet) <= set(network)
+    assert vgg.MODEL.BACKBONE.NAME == "build_vgg16_backbone"
+    assert resnet.MODEL.RESNETS.DEPTH == 101
+
+
+def test_unknown_config_name_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError) as error:
+        model_zoo.get_config_file("PascalVOC-Detection/resnet101_c4_voc2007.yaml")
+    assert "PascalVOC-Detection/resnet101_c4_voc0712.yaml" in str(error.value)
