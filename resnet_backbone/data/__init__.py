@@ -31,7 +31,8 @@ from .layout import (
     datasets_root,
     synthetic_root,
 )
-from .synthetic import SyntheticParams, ensure_synthetic, render_sample
+from .shapes import SyntheticParams, render_sample
+from .synthetic import ensure_synthetic
 from .validation import DatasetError, validate_dataset, validate_datasets
 
 register_all()

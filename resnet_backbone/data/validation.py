@@ -83,7 +83,7 @@ def _coco_problems(data):
 
 
 def check_coco_json(json_file, dataset=""):
-    """Raise DatasetError for a missing, unparsable or malformed COCO json (see `_coco_problems`)."""
+    """Raise DatasetError for a missing, unparsable or malformed COCO json."""
     where = f"dataset {dataset!r}: " if dataset else ""
     if not os.path.isfile(json_file):
         raise DatasetError(f"{where}annotation file {json_file} does not exist")
@@ -277,7 +277,8 @@ def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
     )
     if bad and bad_boxes == "error":
         raise DatasetError(f"dataset {name!r}: {len(bad)} unusable boxes "
-                           "(RESNET_BACKBONE_DATA.BAD_BOXES error):" + _listing([m for *_, m in bad]))
+                           "(RESNET_BACKBONE_DATA.BAD_BOXES error):"
+                           + _listing([m for *_, m in bad]))
     num_boxes = sum(len(d.get("annotations", ())) for d in dicts)
     if training and num_boxes == len(bad):
         raise DatasetError(f"dataset {name!r} has no usable box to train on "
