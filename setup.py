@@ -9,7 +9,12 @@ setup(
     name="resnet_backbone",
     version="0.1.0",
     description="ResNet-18..152, plain nets and VGG-16 as Detectron2 backbones (He et al. 2015)",
-    packages=find_packages(include=("resnet_backbone", "resnet_backbone.*")),
+    # configs/ stays the one copy of the YAMLs; wheels ship it as resnet_backbone/configs
+    # (resnet_backbone.model_zoo finds either).
+    packages=find_packages(include=("resnet_backbone", "resnet_backbone.*"))
+    + ["resnet_backbone.configs"],
+    package_dir={"resnet_backbone.configs": "configs"},
+    package_data={"resnet_backbone.configs": ["*.yaml", "*/*.yaml"]},
     python_requires=">=3.8",
     install_requires=["torch>=1.10", "torchvision", "fvcore", "pycocotools"],
     # Detectron2 has no plugin discovery of its own; this entry point lets tools find the

@@ -1,0 +1,70 @@
+"""pip-installed, the package brings its configs: a wheel (and an editable install) built from a
+copy of the source tree, installed into a fresh venv that sees this environment's torch and
+detectron2, loads every shipped config by name from outside the source tree."""
+import json
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_backbone import model_zoo
+
+REPO = Path(__file__).resolve().parents[1]
+
+LOAD_EVERY_CONFIG = """
+import json, resnet_backbone
+from resnet_backbone import model_zoo
+names = model_zoo.list_configs()
+for name in names:
+    model_zoo.get_config(name)
+print(json.dumps({"package": resnet_backbone.__file__, "names": names,
+                  "file": model_zoo.get_config_file("PascalVOC-Detection/resnet101_c4_voc0712.yaml")}))
+"""
+
+
+def run(*command, cwd):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(map(str, command))}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def fresh_venv_seeing_this_environment(path):
+    """A venv without pip whose only extra packages are this environment's, through a .pth
+    file (its .pth files, an editable resnet_backbone among them, are not processed)."""
+    run(sys.executable, "-m", "venv", "--without-pip", path, cwd=path.parent)
+    python = path / "bin" / "python"
+    purelib = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                  cwd=path.parent).strip()
+    Path(purelib, "project_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return python
+
+
+@pytest.mark.install
+@pytest.mark.parametrize("mode", ["wheel", "editable"])
+def test_installed_package_loads_every_shipped_config(tmp_path, mode):
+    source = tmp_path / "source"
+    for part in ("resnet_backbone", "configs"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "setup.py", source)
+    python = fresh_venv_seeing_this_environment(tmp_path / "venv")
+    pip = (sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+           "--no-build-isolation")
+    if mode == "wheel":
+        run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+            "-w", tmp_path / "dist", source, cwd=tmp_path)
+        run(*pip, *(tmp_path / "dist").glob("resnet_backbone-*.whl"), cwd=tmp_path)
+        shutil.rmtree(source)  # nothing may come from the source tree
+        installed = tmp_path / "venv"
+    else:
+        run(*pip, "-e", source, cwd=tmp_path)
+        installed = source
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    result = json.loads(run(python, "-c", LOAD_EVERY_CONFIG, cwd=outside).splitlines()[-1])
+    assert Path(result["package"]).is_relative_to(installed)
+    assert Path(result["file"]).is_relative_to(installed) and Path(result["file"]).is_file()
+    assert result["names"] == model_zoo.list_configs()
