@@ -2,11 +2,7 @@
 entry (resnet_backbone/data/validation.py), or dropped with a count (unusable boxes)."""
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,27 +13,16 @@ from PIL import Image
 from resnet_backbone.data import (
     SHAPE_CLASSES,
     DatasetError,
-    ensure_synthetic,
     register_voc,
     validate_dataset,
 )
 from resnet_backbone.data.validation import drop_bad_boxes
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pristine") / "synthetic_shapes"
-    ensure_synthetic(str(root), num_train=6, num_val=3)
-    return root
-
-
 @pytest.fixture
-def tree(pristine, tmp_path):
-    """A private copy of the synthetic tree that a test may break."""
+def tree(datasets_dir, tmp_path):
+    """A private copy of the shared synthetic tree (6 train, 3 val) that a test may break."""
     root = tmp_path / "synthetic_shapes"
-    shutil.copytree(pristine, root)
+    shutil.copytree(datasets_dir / "synthetic_shapes", root)
     return root
 
 
@@ -241,18 +226,13 @@ def test_coco_duplicate_ids_are_named(tree):
 
 
 @pytest.mark.slow
-def test_train_net_stops_before_training_and_leaves_output_dir_alone(tree, tmp_path):
+def test_train_net_stops_before_training_and_leaves_output_dir_alone(train_net, tiny, tree,
+                                                                     tmp_path):
     (tree / "images" / "val_000001.jpg").unlink()  # the test split is checked too
     out = tmp_path / "out"
     out.mkdir()
     (out / "metrics.json").write_text("earlier run\n")
-    env = dict(os.environ, DETECTRON2_DATASETS=str(tree.parent), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file",
-         str(REPO / "configs" / "Demo" / "resnet18_c4_synthetic.yaml"),
-         "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "OUTPUT_DIR", str(out)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )
+    result = type(train_net)(tree.parent)(*tiny, "OUTPUT_DIR", str(out))
     assert result.returncode != 0
     assert "DatasetError: dataset 'synthetic_shapes_val'" in result.stderr
     assert "val_000001.jpg (image_id 1000002): image file does not exist" in result.stderr
