@@ -1,4 +1,4 @@
-"""tools/report.py: fake finished runs give the paper table's layout, differences and a PNG."""
+"""tools/report.py: fake finished runs give the paper table's rows, differences and a PNG."""
 import json
 import subprocess
 import sys
@@ -8,9 +8,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from resnet_backbone.report import FINAL_METRICS, PAPER_RESULTS, build_rows, to_markdown
+from resnet_backbone.engine import FINAL_METRICS
+from resnet_backbone.paper import DETECTION_RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+sys.path.insert(0, str(TOOLS))
+import report  # noqa: E402  (tools/report.py)
 
 
 def fake_run(root, name, backbone, depth, metrics, residual=True):
@@ -37,7 +40,7 @@ def runs(tmp_path):
 
 
 def test_rows_follow_the_paper_tables(runs):
-    rows = build_rows(runs)
+    rows = report.build_rows(runs)
     by_key = {(r.setting, r.architecture): r for r in rows}
     r101 = by_key[("VOC 07+12 → VOC 07 test, mAP", "ResNet-101")]
     assert (r101.paper, r101.ours) == (76.4, 77.0)
@@ -47,7 +50,7 @@ def test_rows_follow_the_paper_tables(runs):
     assert by_key[("COCO train → val, mAP@.5", "VGG-16")].ours == 42.0
     # every paper number appears exactly once, run or not
     paper_rows = [r for r in rows if r.paper is not None]
-    assert len(paper_rows) == sum(len(v[2]) for v in PAPER_RESULTS.values())
+    assert len(paper_rows) == sum(len(v[2]) for v in DETECTION_RESULTS.values())
     not_run = by_key[("COCO train → val, mAP@.5", "ResNet-101")]
     assert not_run.run is None and not_run.ours is None and not_run.paper == 48.4
     demo = [r for r in rows if r.architecture == "Plain-18"]
@@ -57,29 +60,42 @@ def test_rows_follow_the_paper_tables(runs):
     }
 
 
+def cells(line):
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
 def test_markdown_layout(runs):
-    lines = to_markdown(build_rows(runs)).splitlines()
-    assert lines[0] == (
-        "| table | train → test, metric | backbone | paper | ours | ours − paper | run |"
-    )
-    assert any(line.startswith("| Table 7 | VOC 07+12 → VOC 07 test, mAP | ResNet-101 | 76.4 | "
-                               "77.0 | +0.6 |") for line in lines)
-    assert all(line.count("|") == 8 for line in lines)
+    lines = report.to_markdown(report.build_rows(runs)).splitlines()
+    assert cells(lines[0]) == [
+        "table", "train → test, metric", "backbone", "paper", "ours", "ours − paper", "run",
+    ]
+    rows = [cells(line) for line in lines[2:]]
+    assert ["Table 7", "VOC 07+12 → VOC 07 test, mAP", "ResNet-101", "76.4", "77.0", "+0.6",
+            runs[0]] in rows
+    assert ["Table 8", "COCO train → val, mAP@.5", "ResNet-101", "48.4", "—", "—",
+            "not run"] in rows
+    assert all(len(row) == 7 for row in rows)
 
 
+@pytest.mark.slow
 def test_cli_writes_markdown_and_chart(runs, tmp_path):
     out_md, out_png = tmp_path / "report.md", tmp_path / "report.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "report.py"), *runs,
+        [sys.executable, str(TOOLS / "report.py"), *runs,
          "--markdown", str(out_md), "--chart", str(out_png)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=tmp_path,
     )
-    assert "| Table 8 | COCO train → val, mAP@.5 | VGG-16 | 41.5 | 42.0 | +0.5 |" in result.stdout
-    assert out_md.read_text().count("\n") > 10
+    printed = [cells(line) for line in result.stdout.splitlines() if line.startswith("|")]
+    assert ["Table 8", "COCO train → val, mAP@.5", "VGG-16", "41.5", "42.0", "+0.5",
+            runs[1]] in printed
+    assert out_md.read_text() == "# Results against the paper\n\n" + report.to_markdown(
+        report.build_rows(runs))
     assert Image.open(out_png).size[0] > 100
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["report.md",
+                                                                        "report.png"]
 
 
 def test_unfinished_run_is_named(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(FileNotFoundError, match="half"):
-        build_rows([str(tmp_path / "half")])
+        report.build_rows([str(tmp_path / "half")])

@@ -1,5 +1,5 @@
-"""tools/analyze_model.py reproduces Table 1's multiply-adds; tools/benchmark.py runs end to end."""
-import importlib.util
+"""The command-line tools: analyze_model reproduces Table 1's multiply-adds; benchmark and
+draw_detections run end to end."""
 import json
 import os
 import subprocess
@@ -7,86 +7,138 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from resnet_backbone.analysis import (
-    BENCHMARK_MODELS,
-    BENCHMARK_PAIRS,
-    PAPER_TABLE1_GFLOPS,
-    PAPER_VGG16_GFLOPS,
-    benchmark_groups,
-    detection_cfg,
-)
+from resnet_backbone import paper
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import analyze_model  # noqa: E402  (tools/analyze_model.py)
+import benchmark_lib  # noqa: E402  (tools/benchmark_lib.py)
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cells(line):
+    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 @pytest.fixture(scope="module")
 def table1(tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis") / "table1.json"
-    load_tool("analyze_model").main(["--no-plain", "--json", str(out)])
+    analyze_model.main(["--no-plain", "--json", str(out)])
     return {row["name"]: row for row in json.loads(out.read_text())["networks"]}
 
 
-@pytest.mark.parametrize("depth", sorted(PAPER_TABLE1_GFLOPS))
+@pytest.mark.parametrize("depth", sorted(paper.TABLE1_MULTIPLY_ADDS))
 def test_multiply_adds_match_table1(table1, depth):
     row = table1[f"ResNet-{depth}"]
-    assert row["flops"] == pytest.approx(PAPER_TABLE1_GFLOPS[depth] * 1e9, rel=0.05)
-    assert abs(row["relative_difference"]) < 0.05
+    assert row["flops"] == pytest.approx(paper.TABLE1_MULTIPLY_ADDS[depth], rel=0.05)
+    assert row["relative_difference"] == pytest.approx(
+        row["flops"] / paper.TABLE1_MULTIPLY_ADDS[depth] - 1)
 
 
 def test_vgg16_multiply_adds_match_the_paper(table1):
-    assert table1["VGG-16"]["flops"] == pytest.approx(PAPER_VGG16_GFLOPS * 1e9, rel=0.05)
-    # 138.4M parameters: the well-known size of VGG-16 with its classifier.
-    assert table1["VGG-16"]["params"] == pytest.approx(138.36e6, rel=1e-3)
-
-
-def test_resnet50_parameters_are_torchvisions(table1):
-    assert table1["ResNet-50"]["params"] == 25_557_032  # torchvision resnet50, same layers
+    assert table1["VGG-16"]["flops"] == pytest.approx(paper.VGG16_MULTIPLY_ADDS, rel=0.05)
 
 
 def test_analyze_model_prints_the_table(capsys):
-    load_tool("analyze_model").main(["--depths", "18", "--no-plain", "--no-vgg"])
-    out = capsys.readouterr().out
-    assert "| ResNet-18 | basic, shortcut B | 11.69 | 1.82 | 1.8 | +1.1% |" in out
+    analyze_model.main(["--depths", "18", "--no-vgg"])
+    rows = {cells(line)[0]: cells(line) for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")}
+    assert rows["ResNet-18"] == ["ResNet-18", "BasicBlock, shortcut B", "11.69", "1.82", "1.8",
+                                 "+1.1%"]
+    assert rows["plain-18"][1:5] == ["BasicBlock", "11.52", "1.80", "1.8"]  # Table 1 holds too
+
+
+def test_no_paper_reference_where_the_paper_has_none():
+    rows = analyze_model.analyze([50], input_size=64, vgg=False)
+    assert [(row["name"], row["paper_flops"]) for row in rows] == [
+        ("ResNet-50", None), ("plain-50", None)]
 
 
 def test_every_benchmark_model_has_a_config_and_a_group():
-    for name, (depth, design, implementation) in BENCHMARK_MODELS.items():
-        cfg = detection_cfg(name)
+    for name, (depth, design, implementation) in benchmark_lib.BENCHMARK_MODELS.items():
+        cfg = benchmark_lib.detection_cfg(name)
         assert cfg.MODEL.BACKBONE.FREEZE_AT == 2 and cfg.MODEL.RESNETS.NORM == "FrozenBN"
-        if implementation == "d2":
-            assert not cfg.MODEL.BACKBONE.NAME.startswith("build_paper")
-    groups = benchmark_groups(list(BENCHMARK_MODELS))
-    assert sorted(sum(groups, [])) == sorted(BENCHMARK_MODELS)
-    assert ["R101-C4", "R101-C4-d2", "VGG16-C4"] in groups
-    assert all(list(pair) in groups or list(pair) + ["VGG16-C4"] in groups
-               for pair in BENCHMARK_PAIRS)
+        assert cfg.MODEL.BACKBONE.NAME.startswith(
+            {"ours": "build_paper_resnet", "d2": "build_resnet", "vgg": "build_vgg16"}[
+                implementation])
+        if implementation != "vgg":
+            assert cfg.MODEL.RESNETS.DEPTH == depth
+    groups = benchmark_lib.benchmark_groups(list(benchmark_lib.BENCHMARK_MODELS))
+    assert sorted(sum(groups, [])) == sorted(benchmark_lib.BENCHMARK_MODELS)
+    assert groups == [["R50-C4", "R50-C4-d2"], ["R101-C4", "R101-C4-d2", "VGG16-C4"],
+                      ["R50-FPN", "R50-FPN-d2"], ["R101-FPN", "R101-FPN-d2"]]
+    assert benchmark_lib.benchmark_groups(["VGG16-C4", "R50-FPN"]) == [["VGG16-C4"], ["R50-FPN"]]
 
 
+def test_calibrated_frozen_bn_normalises_its_input():
+    from detectron2.layers import FrozenBatchNorm2d
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), FrozenBatchNorm2d(4))
+    x = torch.randn(4, 3, 8, 8) * 5 + 2
+    assert benchmark_lib.calibrate_frozen_bn(model, x) == 1
+    with torch.no_grad():
+        y = model(x)
+    assert y.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert (y.var(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
+
+
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
-    python_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=python_path)
     completed = subprocess.run(
         [
             sys.executable, str(ROOT / "tools" / "benchmark.py"), "--device", "cpu",
-            "--models", "R50-C4", "R50-C4-d2", "--warmup", "1", "--iters", "1",
+            "--models", "R50-C4", "R50-C4-d2", "--warmup", "1", "--iters", "2",
             "--image-size", "64", "--rois-per-image", "16", "--quiet", "--json", str(out),
         ],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "| R50-C4-d2 / R50-C4 |" in completed.stdout
     (report,) = json.loads(out.read_text())
+    assert list(report["results"]) == ["R50-C4", "R50-C4-d2"]
+    ours, theirs = report["results"]["R50-C4"], report["results"]["R50-C4-d2"]
+    assert ours["params"] == theirs["params"]  # the same network, built twice
+    assert len(ours["times"]["all"]) == 2 and ours["times"]["min"] <= ours["times"]["median"]
+    assert ours["peak_memory"] > 2**27  # the RSS of a process running a Faster R-CNN step
     (comparison,) = report["comparisons"]
-    assert comparison["time_ratio"] > 0 and comparison["memory_ratio"] > 0
+    assert comparison["time_ratio"] == pytest.approx(
+        theirs["times"]["median"] / ours["times"]["median"])
     # Same initial weights, inputs and seeds: the two implementations compute the same losses.
     assert comparison["first_loss_max_abs_difference"] < 1e-4
-    assert report["results"]["R50-C4"]["peak_memory"] > 0
+    printed = [cells(line) for line in completed.stdout.splitlines() if line.startswith("| ")]
+    assert ["R50-C4-d2 / R50-C4", f"{comparison['time_ratio']:.3f}"] == printed[-1][:2]
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory, demo_config):
+    """A run directory as train_net leaves it (config.yaml, model_final.pth), without training:
+    the demo's model with its initial weights."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from resnet_backbone import add_resnet_backbone_config
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = add_resnet_backbone_config(get_cfg())
+    cfg.merge_from_file(str(demo_config))
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict()}, run / "model_final.pth")
+    (run / "config.yaml").write_text(cfg.dump())
+    return run
+
+
+@pytest.mark.slow
+def test_draw_detections_writes_side_by_side_pictures(untrained_run, train_net, tmp_path):
+    from PIL import Image
+
+    completed = train_net(str(untrained_run), "--num-images", "2", "--score-threshold", "0",
+                          "--output-dir", str(tmp_path), config=None,
+                          script=ROOT / "tools" / "draw_detections.py")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    paths = completed.stdout.split()
+    assert len(paths) == 2
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
+    for path in paths:
+        width, height = Image.open(path).size
+        assert width >= 2 * 2 * 160 and height >= 2 * 160  # two panels, each scaled 2x

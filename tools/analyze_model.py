@@ -1,75 +1,135 @@
 """Parameters and multiply-adds of the paper's networks next to its Table 1.
 
-Builds each ImageNet classification network from this package (ResNet-18..152 and their plain
-counterparts: stem + res2..res5 + global average pool + 1000-way fc; VGG-16: 13 convs + pool5 +
-fc6/fc7/fc8), counts it with fvcore at 224x224 (one multiply-add = one flop, the paper's unit)
-and prints a markdown table beside the paper's numbers:
+Counts the ImageNet classifier of each shipped config (configs/ImageNet-Classification:
+ResNet-18..152 and their plain counterparts, stem + res2..res5 + global average pool + 1000-way
+fc; VGG-16, 13 convs + pool5 + fc6/fc7/fc8) with fvcore at 224x224. fvcore counts one multiply-add as one flop, the paper's unit,
+and counts trainable BatchNorm's affine too (about 0.5% of the total).
 
     python tools/analyze_model.py
     python tools/analyze_model.py --depths 50 --stride-in-3x3     # torchvision's placement
     python tools/analyze_model.py --json analysis.json
 """
 import argparse
-import json
 import sys
 import warnings
 
 # Detectron2 v0.6 scripts functions at import time, which torch >= 2.9 reports as deprecated.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
-import time
 
-from resnet_backbone.analysis import analyze, format_analysis  # noqa: E402
+import torch  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from fvcore.nn import FlopCountAnalysis, parameter_count  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+from torch import nn  # noqa: E402
+
+from resnet_backbone import paper  # noqa: E402
+from resnet_backbone.files import write_json  # noqa: E402
+from resnet_backbone.model_zoo import get_config  # noqa: E402
 from resnet_backbone.resnet import DEPTH_TABLE  # noqa: E402
+
+
+class Logits(nn.Module):
+    """An `ImageClassifier`'s backbone and head on a batch of tensors: what Table 1 counts."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.backbone, self.head = classifier.backbone, classifier.head
+
+    def forward(self, x):
+        # The fully-convolutional form: equal to the fc layers at 224x224, valid at any size.
+        return self.head.dense_forward(next(iter(self.backbone(x).values())))
+
+
+def classifier(config, **overrides):
+    """The ImageNet classifier of a shipped config, on the CPU, with `overrides` (KEY: value)."""
+    cfg = get_config(f"ImageNet-Classification/{config}")
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *sum(overrides.items(), ())])
+    return Logits(build_model(cfg))
+
+
+def count(model, input_size):
+    """Parameters and fvcore multiply-adds of `model` on one input_size x input_size image."""
+    counter = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, input_size, input_size))
+    counter.unsupported_ops_warnings(False)
+    counter.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        flops = counter.total()
+    return {"params": parameter_count(model)[""], "flops": flops,
+            "flops_by_operator": dict(counter.by_operator())}
+
+
+def analyze(depths, *, input_size=224, stride_in_1x1=True, plain=True, vgg=True):
+    """One row per network with its counts and the paper's multiply-adds (None where the paper
+    gives none: plain-50/101/152, or an input size other than 224)."""
+    networks = []
+    for residual in (True, False) if plain else (True,):
+        for depth in depths:
+            in_paper = residual or depth in paper.PLAIN_DEPTHS_IN_PAPER
+            model = classifier(f"resnet{depth}.yaml", **{
+                "MODEL.RESNET_BACKBONE.RESIDUAL": residual,
+                "MODEL.RESNETS.STRIDE_IN_1X1": stride_in_1x1,
+            })
+            networks.append((
+                f"{'ResNet' if residual else 'plain'}-{depth}",
+                DEPTH_TABLE[depth][0].__name__ + (", shortcut B" if residual else ""),
+                model, paper.TABLE1_MULTIPLY_ADDS[depth] if in_paper else None,
+            ))
+    if vgg:
+        networks.append(("VGG-16", "13 conv + 3 fc", classifier("vgg16.yaml"),
+                         paper.VGG16_MULTIPLY_ADDS))
+    rows = []
+    for name, layout, model, paper_flops in networks:
+        if input_size != 224:
+            paper_flops = None
+        row = dict(name=name, layout=layout, input_size=input_size, paper_flops=paper_flops,
+                   **count(model, input_size))
+        row["relative_difference"] = None if paper_flops is None else row["flops"] / paper_flops - 1
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows):
+    """Markdown table of `analyze` rows."""
+    table = [
+        [row["name"], row["layout"], row["params"] / 1e6, row["flops"] / 1e9,
+         None if row["paper_flops"] is None else row["paper_flops"] / 1e9,
+         None if row["relative_difference"] is None else f"{row['relative_difference']:+.1%}"]
+        for row in rows
+    ]
+    headers = ["network", "layout", "params (M)", "multiply-adds (1e9)", "paper (1e9)",
+               "ours vs paper"]
+    return tabulate(table, headers, tablefmt="github", floatfmt=("", "", ".2f", ".2f", ".1f"),
+                    missingval="—")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--depths", type=int, nargs="+", default=sorted(DEPTH_TABLE), choices=sorted(DEPTH_TABLE),
-        metavar="DEPTH", help="ResNet depths to count (default: all of Table 1)",
-    )
-    parser.add_argument(
-        "--input-size", type=int, default=224,
-        help="side of the square input image (default 224, the size of the paper's counts)",
-    )
-    parser.add_argument(
-        "--stride-in-3x3", action="store_true",
-        help="put the bottleneck's stride in its 3x3 conv (torchvision) instead of the first 1x1 "
-        "(MSRA's models, which Table 1 counts)",
-    )
+    parser.add_argument("--depths", type=int, nargs="+", default=sorted(DEPTH_TABLE),
+                        choices=sorted(DEPTH_TABLE), metavar="DEPTH",
+                        help="ResNet depths to count (default: all of Table 1)")
+    parser.add_argument("--input-size", type=int, default=224,
+                        help="side of the square input (default 224, the paper's)")
+    parser.add_argument("--stride-in-3x3", action="store_true",
+                        help="bottleneck stride in the 3x3 conv (torchvision) instead of the first "
+                        "1x1 (MSRA's models, which Table 1 counts)")
     parser.add_argument("--no-plain", action="store_true", help="leave out the plain nets")
     parser.add_argument("--no-vgg", action="store_true", help="leave out VGG-16")
-    parser.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    parser.add_argument("--json", metavar="OUT", help="also write the rows to this JSON file")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    start = time.perf_counter()
-    rows = analyze(
-        args.depths, input_size=args.input_size, stride_in_1x1=not args.stride_in_3x3,
-        plain=not args.no_plain, vgg=not args.no_vgg,
-    )
+    torch.manual_seed(0)
+    rows = analyze(args.depths, input_size=args.input_size,
+                   stride_in_1x1=not args.stride_in_3x3, plain=not args.no_plain,
+                   vgg=not args.no_vgg)
     placement = "3x3 conv (torchvision)" if args.stride_in_3x3 else "first 1x1 conv (MSRA)"
-    print(
-        f"Paper Table 1 check: ImageNet classifiers at {args.input_size}x{args.input_size}\n"
-        "- multiply-adds counted by fvcore (one multiply-add = one FLOP, the paper's unit): "
-        "convs, fc, BatchNorm, pooling\n"
-        "- ResNets: stem + res2..res5 + global average pool + 1000-way fc; shortcut option B "
-        "(projection where the shape changes)\n"
-        f"- bottleneck stride in the {placement}\n"
-        "- plain nets: the same layers without shortcuts; Table 1's 18/34-layer numbers hold for "
-        "them too, the paper has no plain-50/101/152\n"
-        "- VGG-16: 13 convs + pool5 + fc6/fc7/fc8"
-    )
-    print()
-    print(format_analysis(rows))
-    print()
-    count = f"{len(rows)} network{'s' if len(rows) != 1 else ''}"
-    print(f"({count} counted in {time.perf_counter() - start:.1f} s)")
+    print(f"ImageNet classifiers at {args.input_size}x{args.input_size}, bottleneck stride in "
+          f"the {placement}; plain nets are the same layers without shortcuts.\n")
+    print(format_rows(rows))
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"input_size": args.input_size, "networks": rows}, out, indent=2)
+        write_json(args.json, {"input_size": args.input_size, "networks": rows})
         print(f"wrote {args.json}")
     return rows
 

@@ -18,12 +18,10 @@ spread, CPU time, page faults, the peak memory the steps add, and the ratios Det
 
 Defaults: CPU 1 image of 512x672, 128 RoIs per image (about 7 minutes for all models on a quiet
 2-core machine); CUDA 2 images of 800x1056 and Detectron2's 512 RoIs per image.
-Peak memory on CPU: the process's resident-set high-water mark (VmHWM, reset before the first
-step) minus its RSS at that moment, i.e. what the training steps add to the built model. On CUDA:
-torch.cuda.max_memory_allocated minus the memory allocated before the first step.
+Peak memory: on CPU the peak RSS of the model's process (getrusage), on CUDA
+torch.cuda.max_memory_allocated; the harness is tools/benchmark_lib.py.
 """
 import argparse
-import json
 import sys
 import warnings
 
@@ -31,12 +29,9 @@ import warnings
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 
 import torch  # noqa: E402
+from benchmark_lib import BENCHMARK_MODELS, format_benchmark, run_benchmark  # noqa: E402
 
-from resnet_backbone.analysis import (  # noqa: E402
-    BENCHMARK_MODELS,
-    format_benchmark,
-    run_benchmark,
-)
+from resnet_backbone.files import write_json  # noqa: E402
 
 DEFAULT_MODELS = list(BENCHMARK_MODELS)
 
@@ -122,8 +117,7 @@ def main(argv=None):
         print(format_benchmark(report))
         print(flush=True)
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump(reports, out, indent=2)
+        write_json(args.json, reports)
         print(f"wrote {args.json}")
     return reports
 
