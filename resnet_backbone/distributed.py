@@ -8,6 +8,8 @@
   before spawning; a worker that raises or dies ends the whole job (torch.multiprocessing
   terminates the others) with a message naming it; collectives time out after
   $RESNET_BACKBONE_DIST_TIMEOUT_MIN minutes (default 10) instead of Detectron2's 30.
+* `create_ddp_model` lets a CPU model train under gloo with both Detectron2 v0.6 and upstream
+  main (whose create_ddp_model gives DistributedDataParallel device_ids for any model).
 """
 import logging
 import os
@@ -20,6 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.engine import launch
+from detectron2.engine.defaults import create_ddp_model as _detectron2_create_ddp_model
 from detectron2.utils import comm
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ def check_port_free(dist_url, machine_rank=0):
         if not local:
             return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the rendezvous store binds: sockets of an ended run in TIME-WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("", url.port))
         except OSError as e:
@@ -69,6 +74,14 @@ def check_port_free(dist_url, machine_rank=0):
                 "another job may be running there. Pass another --dist-url port, or "
                 "--dist-url auto for a free one on a single machine."
             ) from None
+
+
+def create_ddp_model(model, **kwargs):
+    """Detectron2's `create_ddp_model`, with no device_ids for a CPU model (which
+    DistributedDataParallel rejects them for)."""
+    if not any(p.is_cuda for p in model.parameters()):
+        kwargs.setdefault("device_ids", None)
+    return _detectron2_create_ddp_model(model, **kwargs)
 
 
 def _init_from_env():

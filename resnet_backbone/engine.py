@@ -18,8 +18,11 @@ import glob
 import logging
 import os
 import random
+import signal
 import tempfile
+import threading
 import weakref
+from unittest import mock
 from contextlib import contextmanager
 from itertools import islice
 
@@ -29,10 +32,12 @@ from detectron2.data import DatasetMapper, get_detection_dataset_dicts
 from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList
 from detectron2.engine import DefaultTrainer, HookBase
+from detectron2.engine import defaults as d2_defaults
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from .checkpoint import ResNetBackboneCheckpointer
+from .distributed import create_ddp_model
 from .files import TMP_SUFFIX, atomic_write, write_json
 from .data.evaluation import build_evaluator
 
@@ -257,12 +262,57 @@ class IterationSeedHook(HookBase):
         seed_all_rng(derive_seed(self.seed, comm.get_rank(), self.trainer.iter, 0x5EED))
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM stopped training after saving a checkpoint; --resume continues from it."""
+
+
+class SaveOnSigterm(HookBase):
+    """On SIGTERM (what schedulers send before killing a job), finish the current iteration,
+    save a checkpoint, and stop with TrainingInterrupted. Every rank stops at the same iteration
+    (the flags are gathered after each step when there are several processes)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _request(self, signum, frame):
+        self.requested = True
+
+    def before_train(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._request)
+
+    def after_train(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def after_step(self):
+        requested = [self.requested]
+        if comm.get_world_size() > 1:
+            requested = comm.all_gather(self.requested)
+        if not any(requested):
+            return
+        iteration = self.trainer.iter
+        name = f"model_{iteration:07d}"
+        self.trainer.checkpointer.save(name, iteration=iteration)
+        comm.synchronize()
+        raise TrainingInterrupted(
+            f"SIGTERM received: saved {os.path.join(self.trainer.cfg.OUTPUT_DIR, name)}.pth "
+            f"after iteration {iteration}; run the same command with --resume to continue"
+        )
+
+
 # ------------------------------------------------------------------------------------------
 # The trainer
 # ------------------------------------------------------------------------------------------
 class Trainer(DefaultTrainer):
     """DefaultTrainer with atomic checkpoints, a resumable data stream, per-iteration seeding,
     the evaluator chosen by dataset, and a non-finite loss reported with its iteration."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer wraps the model with detectron2.engine.defaults.create_ddp_model.
+        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model):
+            super().__init__(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -280,7 +330,8 @@ class Trainer(DefaultTrainer):
         self.checkpointer = AtomicCheckpointer(
             old.model, self.cfg.OUTPUT_DIR, cfg=self.cfg, trainer=weakref.proxy(self)
         )
-        return [IterationSeedHook(training_seed(self.cfg))] + super().build_hooks()
+        hooks = super().build_hooks()
+        return [IterationSeedHook(training_seed(self.cfg)), *hooks, SaveOnSigterm()]
 
     def resume_or_load(self, resume=True):
         if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):

@@ -175,3 +175,43 @@ def test_a_worker_that_dies_ends_the_job(train_net, overrides, tmp_path):
     assert result.returncode != 0
     assert "DistributedJobError: worker process 1 died" in result.stderr
     assert f"signal {signal.Signals(9).name}" in result.stderr or "SIGKILL" in result.stderr
+
+
+def test_ddp_of_a_cpu_model_with_upstream_detectron2(monkeypatch, tmp_path):
+    """Upstream main's create_ddp_model passes device_ids=[local rank] unless given some;
+    DistributedDataParallel refuses those for a CPU model."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from resnet_backbone import distributed
+
+    def upstream_create_ddp_model(model, *, fp16_compression=False, **kwargs):
+        if "device_ids" not in kwargs:
+            kwargs["device_ids"] = [0]  # [comm.get_local_rank()] in a launched process
+        return DistributedDataParallel(model, **kwargs)
+
+    monkeypatch.setattr(distributed, "_detectron2_create_ddp_model", upstream_create_ddp_model)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                            world_size=1)
+    try:
+        model = distributed.create_ddp_model(torch.nn.Linear(2, 2), broadcast_buffers=False)
+        assert isinstance(model, DistributedDataParallel)
+        with pytest.raises(ValueError, match="device_ids"):
+            upstream_create_ddp_model(torch.nn.Linear(2, 2))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_port_of_an_ended_run_in_time_wait_is_free():
+    from resnet_backbone.distributed import check_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the side that closes first holds the port in TIME-WAIT
+            client.recv(1)
+    check_port_free(f"tcp://127.0.0.1:{port}")

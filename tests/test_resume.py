@@ -178,3 +178,39 @@ def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
         remove_stale_temporaries(str(out))
         assert not list(out.glob(".*"))
     assert AtomicCheckpointer(torch.nn.Linear(1, 1), str(out)).has_checkpoint()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_resume_continues_from_it(train_net, six, tmp_path):
+    out = tmp_path / "preempted"
+    long_run = (*six, "SOLVER.MAX_ITER", "500", "SOLVER.STEPS", "(400,)",
+                "SOLVER.CHECKPOINT_PERIOD", "1000")
+    process = train_net.popen(*long_run, "OUTPUT_DIR", str(out), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while "Starting training from iteration" not in _text(out / "log.txt"):
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stderr[-3000:]
+    match = re.search(r"ERROR: TrainingInterrupted: SIGTERM received: saved (\S+) after "
+                      r"iteration (\d+); run the same command with --resume", stderr)
+    assert match, stderr[-3000:]
+    saved, iteration = Path(match.group(1)), int(match.group(2))
+    assert (out / "last_checkpoint").read_text() == saved.name
+    assert torch.load(saved, map_location="cpu", weights_only=False)["iteration"] == iteration
+
+    result = train_net("--resume", *long_run, "SOLVER.MAX_ITER", str(iteration + 3),
+                       "OUTPUT_DIR", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {saved} at iteration {iteration + 1}" in result.stdout + result.stderr
+
+
+def _text(path):
+    return path.read_text() if path.exists() else ""

@@ -21,7 +21,8 @@ import resnet_backbone  # noqa: F401  (registers backbones, heads, datasets, ima
 from resnet_backbone import add_resnet_backbone_config, distributed
 from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
 from resnet_backbone.data.custom import register_user_datasets
-from resnet_backbone.engine import Trainer, check_startup, save_final_metrics
+from resnet_backbone.engine import (Trainer, TrainingInterrupted, check_startup,
+                                    save_final_metrics)
 
 
 def load_config(args):
@@ -75,4 +76,7 @@ if __name__ == "__main__":
         check_startup(load_config(args), world_size=world_size, resume=args.resume,
                       eval_only=args.eval_only)
         args.data_checked = True
-    distributed.run(main, args)
+    try:
+        distributed.run(main, args)
+    except (TrainingInterrupted, distributed.DistributedJobError) as e:
+        distributed.exit_with_message(e)
