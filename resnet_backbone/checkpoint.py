@@ -29,9 +29,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathHandler, PathManager
 
-from .convert import convert_checkpoint, resnet_layout
+from .convert import convert_checkpoint
 from .files import atomic_write
-from .resnet import DEPTH_TABLE
+from .resnet import DEPTH_TABLE, BottleneckBlock
 from .weights import (
     KNOWN_WEIGHTS,
     SOURCE_PIXEL_FORMATS,
@@ -113,21 +113,38 @@ def read_metadata(path):
     """The `resnet_backbone` entry of a converted file, or None for files without one (a
     Detectron2 training checkpoint, a raw torchvision file, an MSRA .pkl). Tensors are
     memory-mapped, not read. For `imagenet://` names the entry comes from the table, without
-    touching the (possibly not yet converted) file."""
+    touching the (possibly not yet converted) file. A directory, a missing or an unreadable
+    file raises an error naming it."""
     path = os.fspath(path)
     if path.startswith(IMAGENET_PREFIX):
         entry = get_known_weights(path[len(IMAGENET_PREFIX):])
         return make_metadata(entry.arch, entry.source, name=entry.name, url=entry.url)
-    if path.endswith(_NOT_TORCH_EXTENSIONS):
-        return None  # a pickle: never written by save_converted
-    if not os.path.isfile(path):
-        path = PathManager.get_local_path(path)
-    try:
-        data = _torch_load(path, mmap=True)
-    except pickle.UnpicklingError:
-        return None  # holds objects a converted file never does
+    data = read_checkpoint(PathManager.get_local_path(path) if "://" in path else path)
     metadata = data.get(METADATA_KEY) if isinstance(data, dict) else None
     return dict(metadata) if isinstance(metadata, dict) else None
+
+
+def read_checkpoint(path):
+    """The checkpoint at the local `path`, read as Detectron2's checkpointer reads it; an error
+    naming the file and what is wrong with it instead of torch's or pickle's."""
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith((".pth", ".pkl")))
+        hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
+        raise ValueError(f"{path} is a directory, not a checkpoint file{hint}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file {path} does not exist")
+    try:
+        if path.endswith(".pkl"):
+            return load_raw_checkpoint(path)
+        try:
+            return _torch_load(path, mmap=True)
+        except pickle.UnpicklingError:  # objects weights_only refuses, e.g. a trainer's state
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(
+            f"{path} is not a readable checkpoint: it is truncated, corrupt or not a torch/pickle "
+            f"file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from error
 
 
 def _torch_load(path, mmap=False):
@@ -180,10 +197,6 @@ def _fmt_list(values):
     return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
 
 
-def _close(a, b, atol=1e-3):
-    return len(a) == len(b) and all(abs(float(x) - float(y)) <= atol for x, y in zip(a, b))
-
-
 def _backbone_family(cfg):
     name = cfg.MODEL.BACKBONE.NAME.lower()
     if "vgg" in name:
@@ -203,7 +216,10 @@ def check_weights_match_config(cfg, path=None):
     path = cfg.MODEL.WEIGHTS if path is None else path
     if not path:
         return None
-    metadata = read_metadata(path)
+    try:
+        metadata = read_metadata(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise type(error)(f"MODEL.WEIGHTS: {error}") from error
     if metadata is None:
         return None
 
@@ -211,11 +227,7 @@ def check_weights_match_config(cfg, path=None):
     fmt = get_pixel_format(metadata["pixel_format"])
     cfg_format = cfg.INPUT.FORMAT
     cfg_mean, cfg_std = list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
-    if not (
-        cfg_format == metadata["input_format"]
-        and _close(cfg_mean, metadata["pixel_mean"])
-        and _close(cfg_std, metadata["pixel_std"])
-    ):
+    if not fmt.matches(cfg_format, cfg_mean, cfg_std):
         cfg_key = find_pixel_format(cfg_format, cfg_mean, cfg_std)
         problems.append(
             f"they were converted from {metadata['source']} ({metadata['input_format']}, mean "
@@ -244,7 +256,7 @@ def check_weights_match_config(cfg, path=None):
             )
             fixes.append(f"MODEL.RESNETS.DEPTH {depth}")
         stride_in_1x1 = metadata.get("stride_in_1x1")
-        bottleneck = depth in DEPTH_TABLE and resnet_layout(depth)[0]
+        bottleneck = depth in DEPTH_TABLE and DEPTH_TABLE[depth][0] is BottleneckBlock
         if (
             bottleneck
             and stride_in_1x1 is not None
@@ -270,16 +282,55 @@ def check_weights_match_config(cfg, path=None):
 
 class ResNetBackboneCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that runs `check_weights_match_config` on every file it loads
-    (files without metadata, e.g. its own training checkpoints, pass unchecked)."""
+    (files without metadata, e.g. its own training checkpoints, pass unchecked) and counts
+    what of the backbone a file did not fill: a warning with the number, an error when it
+    filled none of it (a checkpoint of another network would else train from scratch)."""
 
     def __init__(self, model, save_dir="", *, cfg=None, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.cfg = cfg
+        self._loading = None
 
     def _load_file(self, filename):
         if self.cfg is not None:
             check_weights_match_config(self.cfg, filename)
+        self._loading = filename
         return super()._load_file(filename)
+
+    def _log_incompatible_keys(self, incompatible):
+        super()._log_incompatible_keys(incompatible)
+        # Norm statistics are not counted: FrozenBN fills in defaults for absent ones.
+        prefix = _pretrained_prefix(self.model)
+        backbone = [k for k in self.model.state_dict() if _is_weight(k, prefix)]
+        not_loaded = [k for k in incompatible.missing_keys if _is_weight(k, prefix)]
+        if not not_loaded:
+            return
+        wrong_shape = sum(_is_weight(k, prefix) for k, _, _ in incompatible.incorrect_shapes)
+        summary = (
+            f"{len(not_loaded)} of the {len(backbone)} weights and biases of the backbone were "
+            f"not loaded from {self._loading} ({wrong_shape} of them have another shape in the "
+            f"file, the others are not in it; e.g. {', '.join(not_loaded[:3])})"
+        )
+        if len(not_loaded) == len(backbone):
+            raise ValueError(
+                f"{summary}: the file holds weights of another network (another depth or "
+                "backbone than MODEL.BACKBONE.NAME / MODEL.RESNETS.DEPTH); training would start "
+                "from random weights"
+            )
+        logger.warning(summary + "; check that the file is for this depth and backbone")
+
+
+def _is_weight(key, prefix):
+    return key.startswith(prefix) and key.endswith((".weight", ".bias"))
+
+
+def _pretrained_prefix(model):
+    """Where an ImageNet checkpoint's tensors go in `model`: its backbone (the bottom-up
+    network under an FPN), or all of it for a bare backbone."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return ""
+    return "backbone.bottom_up." if hasattr(backbone, "bottom_up") else "backbone."
 
 
 # ------------------------------------------------------------------------------------------
@@ -339,9 +390,10 @@ def fetch_raw_file(entry):
 
 
 def _is_current(path):
-    if not os.path.isfile(path):
+    try:
+        metadata = read_metadata(path)
+    except (FileNotFoundError, ValueError):  # absent, or cut short by a killed conversion
         return False
-    metadata = read_metadata(path)
     return metadata is not None and metadata.get("converter_version") == CONVERTER_VERSION
 
 

@@ -14,6 +14,7 @@ from the number of blocks per stage and the block type, looked up in `resnet.DEP
 
 Reading files is `checkpoint.py`'s job; nothing here touches the disk.
 """
+import functools
 import re
 from collections.abc import Mapping
 from typing import Dict, NamedTuple
@@ -21,27 +22,14 @@ from typing import Dict, NamedTuple
 import numpy as np
 import torch
 
-from .resnet import DEPTH_TABLE, BottleneckBlock
+from detectron2.layers import ShapeSpec
+
+from .fc_box_head import IMAGENET_FC6_INPUT, VGG16BoxHead
+from .resnet import DEPTH_TABLE, STAGE_NAMES, BottleneckBlock, make_resnet
+from .vgg import VGG16_BLOCKS, make_vgg16
 
 # eps of Detectron2's FrozenBatchNorm2d and of torch's BatchNorm2d (both 1e-5).
 BN_EPS = 1e-5
-BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
-STAGES = ("res2", "res3", "res4", "res5")
-
-# VGG-16 (configuration "D"): conv name, input channels, output channels.
-VGG16_CONVS = (
-    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
-    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256),
-    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512),
-    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512),
-)
-# Position of each conv in torchvision's `vgg16().features` (ReLUs and pools in between).
-TORCHVISION_VGG16_FEATURE_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-VGG16_FC_SHAPES = {
-    "fc6.weight": (4096, 512 * 7 * 7), "fc6.bias": (4096,),
-    "fc7.weight": (4096, 4096), "fc7.bias": (4096,),
-}
 
 
 class Converted(NamedTuple):
@@ -75,45 +63,19 @@ def depth_for_layout(bottleneck, counts):
     )
 
 
-def expected_resnet_shapes(depth):
-    """name -> shape of every tensor of ResNet-`depth` with projection shortcuts only where the
-    shape changes (option B, what every published checkpoint uses)."""
-    bottleneck, counts = resnet_layout(depth)
-    shapes = {}
-
-    def conv(name, out_channels, in_channels, kernel):
-        shapes[name + ".weight"] = (out_channels, in_channels, kernel, kernel)
-        for field in BN_FIELDS:
-            shapes[f"{name}.norm.{field}"] = (out_channels,)
-
-    conv("stem.conv1", 64, 3, 7)
-    in_channels = 64
-    for stage_index, (stage, count) in enumerate(zip(STAGES, counts)):
-        width = 64 * 2**stage_index
-        out_channels = width * 4 if bottleneck else width
-        for block in range(count):
-            prefix = f"{stage}.{block}"
-            stride = 2 if stage_index > 0 and block == 0 else 1
-            if bottleneck:
-                conv(prefix + ".conv1", width, in_channels, 1)
-                conv(prefix + ".conv2", width, width, 3)
-                conv(prefix + ".conv3", out_channels, width, 1)
-            else:
-                conv(prefix + ".conv1", width, in_channels, 3)
-                conv(prefix + ".conv2", width, width, 3)
-            if in_channels != out_channels or stride != 1:
-                conv(prefix + ".shortcut", out_channels, in_channels, 1)
-            in_channels = out_channels
-    return shapes
-
-
-def expected_vgg16_shapes():
-    shapes = {}
-    for name, in_channels, out_channels in VGG16_CONVS:
-        shapes[name + ".weight"] = (out_channels, in_channels, 3, 3)
-        shapes[name + ".bias"] = (out_channels,)
-    shapes.update(VGG16_FC_SHAPES)
-    return shapes
+@functools.lru_cache(maxsize=None)
+def expected_shapes(arch):
+    """name -> shape of every tensor of this package's `arch` ("resnet50", "vgg16" with its
+    fc6/fc7 head), read from the model built on the meta device. ResNets get option-B
+    shortcuts, what every published checkpoint has."""
+    with torch.device("meta"):
+        if arch == "vgg16":
+            channels, height, width = IMAGENET_FC6_INPUT
+            pooled = ShapeSpec(channels=channels, height=height, width=width)
+            modules = [make_vgg16(freeze_at=0), VGG16BoxHead(pooled)]
+        else:
+            modules = [make_resnet(int(arch[len("resnet"):]))]
+    return {k: tuple(v.shape) for m in modules for k, v in m.state_dict().items()}
 
 
 _BLOCK_KEY = re.compile(r"^(res[2-5])\.(\d+)\.")
@@ -121,7 +83,7 @@ _BLOCK_KEY = re.compile(r"^(res[2-5])\.(\d+)\.")
 
 def infer_resnet_depth(state_dict):
     """Depth of the ResNet whose converted (package-named) state dict this is."""
-    counts = {stage: 0 for stage in STAGES}
+    counts = {stage: 0 for stage in STAGE_NAMES}
     bottleneck = False
     for key in state_dict:
         match = _BLOCK_KEY.match(key)
@@ -129,7 +91,7 @@ def infer_resnet_depth(state_dict):
             stage, block = match.group(1), int(match.group(2))
             counts[stage] = max(counts[stage], block + 1)
             bottleneck = bottleneck or key.startswith(match.group(0) + "conv3.")
-    return depth_for_layout(bottleneck, [counts[stage] for stage in STAGES])
+    return depth_for_layout(bottleneck, [counts[stage] for stage in STAGE_NAMES])
 
 
 def infer_arch(state_dict):
@@ -203,7 +165,8 @@ def _resnet_finish(source, converted, unknown, source_name, missing_sources=()):
         extra = f"; unknown key(s): {', '.join(sorted(unknown))}" if unknown else ""
         raise ValueError(f"cannot convert this {source} checkpoint: {error}{extra}") from None
     _check(
-        source, converted, unknown, expected_resnet_shapes(depth), source_name, missing_sources
+        source, converted, unknown, expected_shapes(f"resnet{depth}"), source_name,
+        missing_sources,
     )
     return converted
 
@@ -376,21 +339,35 @@ def convert_msra_resnet(blobs):
 # ------------------------------------------------------------------------------------------
 # VGG-16
 # ------------------------------------------------------------------------------------------
+def _torchvision_vgg16_feature_index():
+    """conv name -> its index in torchvision's `vgg16().features`, where a ReLU follows every
+    conv and a max-pool every block."""
+    index, position = {}, 0
+    for block, (num_convs, _) in enumerate(VGG16_BLOCKS, start=1):
+        for conv in range(1, num_convs + 1):
+            index[f"conv{block}_{conv}"] = position
+            position += 2
+        position += 1
+    return index
+
+
+_TORCHVISION_VGG16_FEATURE_INDEX = _torchvision_vgg16_feature_index()
+
+
 def _torchvision_vgg16_name(name):
     layer, field = name.split(".")
     if layer == "fc6":
         return f"classifier.0.{field}"
     if layer == "fc7":
         return f"classifier.3.{field}"
-    index = [conv for conv, _, _ in VGG16_CONVS].index(layer)
-    return f"features.{TORCHVISION_VGG16_FEATURE_INDEX[index]}.{field}"
+    return f"features.{_TORCHVISION_VGG16_FEATURE_INDEX[layer]}.{field}"
 
 
 def convert_torchvision_vgg16(state_dict):
     """torchvision `vgg16` -> conv1_1..conv5_3, fc6 (classifier.0), fc7 (classifier.3).
     classifier.6 (fc8, the 1000-way classifier) is dropped. fc6 keeps torchvision's layout
     (4096 x 25088 over a 512x7x7 input flattened in C, H, W order)."""
-    by_source = {_torchvision_vgg16_name(k): k for k in expected_vgg16_shapes()}
+    by_source = {_torchvision_vgg16_name(k): k for k in expected_shapes("vgg16")}
     converted, unknown = {}, []
     for key, value in state_dict.items():
         if key in by_source:
@@ -399,7 +376,7 @@ def convert_torchvision_vgg16(state_dict):
             continue
         else:
             unknown.append(key)
-    _check("torchvision VGG-16", converted, unknown, expected_vgg16_shapes(),
+    _check("torchvision VGG-16", converted, unknown, expected_shapes("vgg16"),
            _torchvision_vgg16_name)
     return converted
 
@@ -415,7 +392,7 @@ def convert_caffe_vgg16(blobs):
     are dropped; an fc6_w stored as 4096x512x7x7 is flattened to 4096x25088 (C, H, W order,
     as Caffe flattens pool5). Weights are used as they are: BGR input is the pixel format's
     business (`weights.PIXEL_FORMATS["caffe_vgg"]`)."""
-    by_source = {_caffe_vgg16_name(k): k for k in expected_vgg16_shapes()}
+    by_source = {_caffe_vgg16_name(k): k for k in expected_shapes("vgg16")}
     converted, unknown = {}, []
     for key, value in blobs.items():
         if key.endswith("_momentum") or key in ("fc8_w", "fc8_b"):
@@ -427,7 +404,7 @@ def convert_caffe_vgg16(blobs):
         if key == "fc6_w" and tensor.dim() == 4:
             tensor = tensor.reshape(tensor.shape[0], -1)
         converted[by_source[key]] = tensor
-    _check("Caffe VGG-16", converted, unknown, expected_vgg16_shapes(), _caffe_vgg16_name)
+    _check("Caffe VGG-16", converted, unknown, expected_shapes("vgg16"), _caffe_vgg16_name)
     return converted
 
 

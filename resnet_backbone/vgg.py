@@ -17,7 +17,6 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 # sits between consecutive blocks; the one after conv5 (pool5) is left out.
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 BLOCK_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
-SUPPORTED_DEPTHS = (16,)
 
 
 def last_block_for(out_features):
@@ -44,19 +43,7 @@ class VGG16(Backbone):
         """
         super().__init__()
         out_features = list(out_features)
-        unknown = [name for name in out_features if name not in BLOCK_NAMES]
-        if unknown or not out_features:
-            raise ValueError(
-                f"out_features {out_features} names {unknown or 'nothing'}; "
-                f"available: {list(BLOCK_NAMES)}"
-            )
-        last_block = last_block or last_block_for(out_features)
-        if last_block not in BLOCK_NAMES:
-            raise ValueError(f"last_block must be one of {list(BLOCK_NAMES)}, got {last_block!r}")
-        num_blocks = BLOCK_NAMES.index(last_block) + 1
-        if last_block_for(out_features) not in BLOCK_NAMES[:num_blocks]:
-            raise ValueError(f"out_features {out_features} need blocks past {last_block}")
-
+        num_blocks = BLOCK_NAMES.index(last_block or last_block_for(out_features)) + 1
         self.block_names = BLOCK_NAMES[:num_blocks]
         self._conv_names = {}
         self._out_feature_strides = {}
@@ -86,11 +73,6 @@ class VGG16(Backbone):
     def freeze(self, freeze_at):
         """Stop gradients to the weights of blocks conv1..conv{freeze_at}. There is no
         normalization layer to convert; returns self."""
-        if not 0 <= freeze_at <= len(self.block_names):
-            raise ValueError(
-                f"freeze_at={freeze_at} is outside 0..{len(self.block_names)} "
-                f"(the blocks built end at {self.block_names[-1]})"
-            )
         for name in self.block_names[:freeze_at]:
             for conv in self.block_convs(name):
                 for parameter in conv.parameters():
@@ -98,8 +80,6 @@ class VGG16(Backbone):
         return self
 
     def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError(f"VGG16 takes (N, C, H, W) inputs, got shape {tuple(x.shape)}")
         outputs = {}
         for index, name in enumerate(self.block_names):
             if index > 0:
@@ -122,16 +102,12 @@ def make_vgg16(*, out_features=("conv5",), freeze_at=2, in_channels=3, last_bloc
 
 @BACKBONE_REGISTRY.register()
 def build_vgg16_backbone(cfg, input_shape):
-    """VGG-16 up to conv5_3 from `MODEL.VGG.*`. Every rejection names the config key at fault."""
+    """VGG-16 up to conv5_3 from `MODEL.VGG.*`; the one place its configuration is validated,
+    every rejection naming the config key at fault."""
     # fmt: off
-    depth        = cfg.MODEL.VGG.DEPTH
     freeze_at    = cfg.MODEL.VGG.FREEZE_AT
     out_features = list(cfg.MODEL.VGG.OUT_FEATURES)
     # fmt: on
-    if depth not in SUPPORTED_DEPTHS:
-        raise ValueError(
-            f"MODEL.VGG.DEPTH={depth!r} is not provided; use one of {list(SUPPORTED_DEPTHS)}"
-        )
     unknown = [name for name in out_features if name not in BLOCK_NAMES]
     if unknown or not out_features:
         raise ValueError(

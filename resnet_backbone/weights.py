@@ -30,6 +30,15 @@ class PixelFormat:
     stride_in_1x1: Optional[bool]
     description: str
 
+    def matches(self, input_format, pixel_mean, pixel_std, *, atol=1e-3) -> bool:
+        """Whether a config with these INPUT.FORMAT / MODEL.PIXEL_MEAN / MODEL.PIXEL_STD feeds
+        the network what it was trained on."""
+        return (
+            input_format == self.input_format
+            and _close(self.pixel_mean, pixel_mean, atol)
+            and _close(self.pixel_std, pixel_std, atol)
+        )
+
 
 PIXEL_FORMATS = {
     f.key: f
@@ -145,11 +154,7 @@ def get_known_weights(name: str) -> KnownWeights:
 def find_pixel_format(input_format, pixel_mean, pixel_std, *, atol=1e-3) -> Optional[str]:
     """The key of the known pixel format equal to these values, or None."""
     for fmt in PIXEL_FORMATS.values():
-        if (
-            fmt.input_format == input_format
-            and _close(fmt.pixel_mean, pixel_mean, atol)
-            and _close(fmt.pixel_std, pixel_std, atol)
-        ):
+        if fmt.matches(input_format, pixel_mean, pixel_std, atol=atol):
             return fmt.key
     return None
 

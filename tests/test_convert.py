@@ -219,8 +219,9 @@ def test_msra_unknown_layout_names_it():
 # ------------------------------------------------------------------------------------------
 # VGG-16
 # ------------------------------------------------------------------------------------------
-VGG16_NAMES = {f"{conv}.{field}" for conv, _, _ in convert.VGG16_CONVS
-               for field in ("weight", "bias")} | set(convert.VGG16_FC_SHAPES)
+VGG16_NAMES = {f"conv{block}_{conv}.{field}" for block, convs in enumerate((2, 2, 3, 3, 3), 1)
+               for conv in range(1, convs + 1) for field in ("weight", "bias")} | {
+                   "fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"}
 
 
 def test_torchvision_vgg16_names_and_shapes():
@@ -251,7 +252,7 @@ def test_torchvision_vgg16_strictness():
 
 def fake_caffe_vgg16_blobs(*, fc6_4d=False):
     blobs = {}
-    for name, shape in convert.expected_vgg16_shapes().items():
+    for name, shape in convert.expected_shapes("vgg16").items():
         layer, field = name.split(".")
         if name == "fc6.weight" and fc6_4d:
             shape = (4096, 512, 7, 7)

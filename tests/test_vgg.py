@@ -291,7 +291,6 @@ def test_builder_reads_the_vgg_config():
 @pytest.mark.parametrize(
     "overrides, key",
     [
-        (("MODEL.VGG.DEPTH", 19), "MODEL.VGG.DEPTH"),
         (("MODEL.VGG.OUT_FEATURES", ["res5"]), "MODEL.VGG.OUT_FEATURES"),
         (("MODEL.VGG.OUT_FEATURES", []), "MODEL.VGG.OUT_FEATURES"),
         (("MODEL.VGG.FREEZE_AT", 6), "MODEL.VGG.FREEZE_AT"),

@@ -1,9 +1,11 @@
 """The weights table, converted files and their metadata, the config check, `imagenet://`
 and the conversion CLI. Nothing here reaches the network: downloads fail the test."""
-import ast
 import importlib.util
+import logging
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import torchvision
 
 from detectron2.config import get_cfg
 from detectron2.utils.file_io import PathManager
-from resnet_backbone import checkpoint, convert, weights
+from resnet_backbone import checkpoint, convert, vgg, weights
 from resnet_backbone.checkpoint import (
     ResNetBackboneCheckpointer,
     WeightsConfigMismatchError,
@@ -22,7 +24,7 @@ from resnet_backbone.checkpoint import (
     save_converted,
 )
 from resnet_backbone.config import add_resnet_backbone_config
-from resnet_backbone.resnet import DEPTH_TABLE, make_resnet
+from resnet_backbone.resnet import make_resnet
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHVISION_PIXELS = dict(INPUT_FORMAT="RGB", PIXEL_MEAN=[123.675, 116.28, 103.53],
@@ -32,36 +34,30 @@ TORCHVISION_PIXELS = dict(INPUT_FORMAT="RGB", PIXEL_MEAN=[123.675, 116.28, 103.5
 # ------------------------------------------------------------------------------------------
 # The table
 # ------------------------------------------------------------------------------------------
-def test_pixel_formats_are_the_designed_ones():
-    msra, tv, vgg = (weights.PIXEL_FORMATS[k] for k in ("msra", "torchvision", "caffe_vgg"))
-    assert (msra.input_format, msra.pixel_mean, msra.pixel_std, msra.stride_in_1x1) == (
-        "BGR", (103.530, 116.280, 123.675), (1.0, 1.0, 1.0), True)
-    assert (tv.input_format, tv.pixel_mean, tv.pixel_std, tv.stride_in_1x1) == (
-        "RGB", (123.675, 116.280, 103.530), (58.395, 57.120, 57.375), False)
-    assert (vgg.input_format, vgg.pixel_mean, vgg.pixel_std) == (
-        "BGR", (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
-    assert weights.find_pixel_format("RGB", [123.675, 116.28, 103.53],
-                                     [58.395, 57.12, 57.375]) == "torchvision"
+def test_detectron2_defaults_are_the_msra_pixel_format():
+    cfg = get_cfg()
+    assert weights.find_pixel_format(cfg.INPUT.FORMAT, cfg.MODEL.PIXEL_MEAN,
+                                     cfg.MODEL.PIXEL_STD) == "msra"
     assert weights.find_pixel_format("RGB", [103.53, 116.28, 123.675], [1, 1, 1]) is None
 
 
-def test_known_weights_table_is_consistent():
-    assert set(weights.SOURCE_PIXEL_FORMATS) == set(convert.CONVERTERS)
-    names = set()
-    for name, entry in weights.KNOWN_WEIGHTS.items():
-        assert name == entry.name and entry.url.startswith("https://")
-        assert entry.source in weights.SOURCE_PIXEL_FORMATS
-        names.add(entry.filename)
-        if entry.arch.startswith("resnet"):
-            assert int(entry.arch[len("resnet"):]) in DEPTH_TABLE
-        if entry.source.startswith("torchvision"):
-            # torchvision's file names carry the first 8 hex digits of the sha256
-            assert entry.filename.split("-")[-1].split(".")[0] == entry.sha256_prefix
-        else:
-            assert entry.sha256_prefix is None and entry.md5 is None  # none published
-    assert {"resnet18-f37072fd.pth", "resnet152-394f9c45.pth", "vgg16-397923af.pth",
-            "R-50.pkl", "R-101.pkl"} <= names
-    assert weights.get_known_weights("msra/R-101").pixel_format.key == "msra"
+@pytest.mark.parametrize("name", sorted(weights.KNOWN_WEIGHTS))
+def test_every_known_checkpoint_fits_a_config_of_its_pixel_format(name):
+    """Each imagenet:// name has a converter, and its metadata (from the table, nothing is
+    fetched) passes the check for a config of its own pixel format, depth and stride."""
+    entry = weights.get_known_weights(name)
+    assert entry.source in convert.CONVERTERS
+    fmt = entry.pixel_format
+    pixels = dict(INPUT_FORMAT=fmt.input_format, PIXEL_MEAN=fmt.pixel_mean, PIXEL_STD=fmt.pixel_std)
+    if entry.arch == "vgg16":
+        cfg = make_cfg(backbone="build_vgg16_backbone", pixels=pixels)
+    else:
+        cfg = make_cfg(depth=int(entry.arch[len("resnet"):]), pixels=pixels,
+                       stride_in_1x1=fmt.stride_in_1x1)
+    assert check_weights_match_config(cfg, f"imagenet://{name}")["arch"] == entry.arch
+
+
+def test_unknown_imagenet_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="torchvision/resnet50"):
         weights.get_known_weights("torchvision/resnet51")
 
@@ -228,6 +224,65 @@ def test_shipped_configs_fit_their_weights(config):
     check_weights_match_config(cfg)
 
 
+def test_corrupt_or_truncated_weights_stop_with_the_file_named(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"this is not a checkpoint")
+    truncated = tmp_path / "truncated.pth"
+    save_converted(truncated, {"stem.conv1.weight": torch.zeros(64, 3, 7, 7)},
+                   make_metadata("resnet50", "msra"))
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    pickled = tmp_path / "R-50.pkl"
+    pickled.write_bytes(b"\x80\x02not a pickle")
+    for path in (garbage, truncated, pickled):
+        with pytest.raises(ValueError, match=f"MODEL.WEIGHTS: {path} is not a readable checkpoint"):
+            check_weights_match_config(make_cfg(), str(path))
+
+
+def test_weights_that_are_a_directory_or_absent_stop_with_the_path_named(tmp_path):
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{tmp_path} is a directory.*model_final.pth"):
+        check_weights_match_config(make_cfg(), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="absent.pth does not exist"):
+        check_weights_match_config(make_cfg(), str(tmp_path / "absent.pth"))
+
+
+class Detector(torch.nn.Module):
+    """The `backbone` name a GeneralizedRCNN gives, around a bare backbone."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+
+def save_training_checkpoint(path, backbone):
+    """A Detectron2 training checkpoint: no metadata, names of the whole detector."""
+    torch.save({"model": {f"backbone.{k}": v for k, v in backbone.state_dict().items()},
+                "iteration": 9}, path)
+    return str(path)
+
+
+def test_checkpoint_of_another_depth_warns_how_many_weights_were_not_loaded(tmp_path, caplog):
+    r18 = make_resnet(18, out_features=["res3"])
+    path = save_training_checkpoint(tmp_path / "r18.pth", r18)
+    model = Detector(make_resnet(50, out_features=["res3"]))
+    with caplog.at_level(logging.WARNING, logger="resnet_backbone.checkpoint"):
+        ResNetBackboneCheckpointer(model, cfg=make_cfg()).load(path)
+    in_file = {k: v.shape for k, v in r18.state_dict().items()}
+    weights = {k: v.shape for k, v in model.backbone.state_dict().items()
+               if k.endswith((".weight", ".bias"))}
+    not_loaded = [k for k, shape in weights.items() if in_file.get(k) != shape]
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{len(not_loaded)} of the {len(weights)} weights and biases of the backbone" in message
+    assert path in message
+
+
+def test_checkpoint_filling_none_of_the_backbone_is_an_error(tmp_path):
+    path = save_training_checkpoint(tmp_path / "vgg.pth", vgg.make_vgg16(out_features=["conv2"]))
+    model = Detector(make_resnet(18, out_features=["res2"]))
+    with pytest.raises(ValueError, match=r"(\d+) of the \1 weights and biases .*vgg.pth"):
+        ResNetBackboneCheckpointer(model, cfg=make_cfg(depth=18)).load(path)
+
+
 # ------------------------------------------------------------------------------------------
 # imagenet://
 # ------------------------------------------------------------------------------------------
@@ -240,8 +295,8 @@ def offline_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "_iopath_cache_dirs", lambda: [str(tmp_path / "fvcore")])
     downloads = []
 
-    def no_network(url, *args, **kwargs):
-        downloads.append(url)
+    def no_network(url, *args, hash_prefix=None, **kwargs):
+        downloads.append((url, hash_prefix))
         raise RuntimeError("tests must not download")
 
     monkeypatch.setattr(checkpoint, "_download", no_network)
@@ -298,7 +353,8 @@ def test_imagenet_name_without_cache_and_network_says_where_to_put_the_file(offl
     tmp_path, downloads = offline_caches
     with pytest.raises(OSError, match="resnet34-b627a593.pth"):
         PathManager.get_local_path("imagenet://torchvision/resnet34")
-    assert downloads == ["https://download.pytorch.org/models/resnet34-b627a593.pth"]
+    # torchvision's file names carry the sha256 prefix the download is verified with
+    assert downloads == [("https://download.pytorch.org/models/resnet34-b627a593.pth", "b627a593")]
     with pytest.raises(ValueError, match="known"):
         PathManager.get_local_path("imagenet://torchvision/resnet51")
 
@@ -310,19 +366,9 @@ def test_handler_registration_is_idempotent():
 
 
 def test_importing_the_package_registers_imagenet_names():
-    """`import resnet_backbone` must import `resnet_backbone.checkpoint` (whose import registers
-    the handler); checked on the source, as a fresh interpreter would take seconds."""
-    tree = ast.parse((REPO / "resnet_backbone" / "__init__.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            imported.add(node.module or "")
-            imported.update(alias.name for alias in node.names if not node.module)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.replace("resnet_backbone.", "", 1))
-        elif isinstance(node, ast.Import):
-            imported.update(a.name.replace("resnet_backbone.", "", 1) for a in node.names)
-    assert "checkpoint" in imported, "resnet_backbone/__init__.py does not import .checkpoint"
+    code = ("import resnet_backbone; from detectron2.utils.file_io import PathManager; "
+            "assert PathManager.isfile('imagenet://torchvision/resnet50')")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 # ------------------------------------------------------------------------------------------
