@@ -9,6 +9,8 @@ import datetime
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -67,12 +69,15 @@ def test_patch_counts_occurrences_exactly(tmp_path, monkeypatch):
         inst.apply_patches(tmp_path)
 
 
-def test_patches_apply_to_the_real_archive(tmp_path):
+@pytest.fixture(scope="module")
+def patched_archive(tmp_path_factory):
+    """The real pb1-detectron2 archive, extracted and patched (not installed)."""
     inst = _installer()
     archive = inst.WORK_DIR / inst.ARCHIVE_NAME
     if not archive.is_file():
         pytest.skip(f"{archive} not fetched (the set-up kept an existing detectron2)")
     assert inst._sha256(archive) == inst.ARCHIVE_SHA256
+    tmp_path = tmp_path_factory.mktemp("archive")
     with tarfile.open(archive) as tf:
         if hasattr(tarfile, "data_filter"):
             tf.extractall(tmp_path, filter="data")
@@ -80,10 +85,51 @@ def test_patches_apply_to_the_real_archive(tmp_path):
             tf.extractall(tmp_path)
     tree = tmp_path / inst.ARCHIVE_TOP
     inst.apply_patches(tree)
-    standin = (tree / "detectron2" / "_C.py").read_text()
-    assert inst.fingerprint() in standin
+    return tree
+
+
+@pytest.mark.install
+def test_patches_apply_to_the_real_archive(patched_archive):
+    standin = (patched_archive / "detectron2" / "_C.py").read_text()
+    assert _installer().fingerprint() in standin
     compile(standin, "_C.py", "exec")
-    compile((tree / "setup.py").read_text(), "setup.py", "exec")
+    compile((patched_archive / "setup.py").read_text(), "setup.py", "exec")
+
+
+@pytest.mark.install
+def test_patched_archive_imports_export_and_analysis_without_caffe2(patched_archive):
+    """torch ships no caffe2; v0.6's detectron2.export imported it at module level."""
+    code = ("import caffe2\n" if importlib.util.find_spec("caffe2") else "") + (
+        "import detectron2, detectron2.export, detectron2.utils.analysis\n"
+        "print(detectron2.__file__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=patched_archive,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_relative_to(patched_archive)
+
+
+def test_source_build_without_pkg_resources_gets_the_setuptools_fix(tmp_path, monkeypatch):
+    """Upstream main's model_zoo.py imports pkg_resources, which setuptools>=81 removed: the
+    installer names the file and the fix instead of a bare traceback."""
+    fake = tmp_path / "site"
+    modules = ["__init__", "_C", "layers", "modeling", "data", "engine", "evaluation",
+               "checkpoint", "utils/__init__", "utils/collect_env"]
+    for module in modules:
+        (fake / "detectron2" / f"{module}.py").parent.mkdir(parents=True, exist_ok=True)
+        (fake / "detectron2" / f"{module}.py").write_text("")
+    (fake / "detectron2" / "model_zoo").mkdir()
+    (fake / "detectron2" / "model_zoo" / "__init__.py").write_text("from .model_zoo import *\n")
+    (fake / "detectron2" / "model_zoo" / "model_zoo.py").write_text("import pkg_resources\n")
+    # setuptools>=81 (no pkg_resources), whatever this environment has
+    (fake / "sitecustomize.py").write_text("import sys\nsys.modules['pkg_resources'] = None\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    inst = _installer()
+    with pytest.raises(inst.SetupError) as error:
+        inst.ensure_detectron2(Path(sys.executable))
+    message = str(error.value)
+    assert str(fake / "detectron2" / "model_zoo" / "model_zoo.py") in message
+    assert "setuptools 81" in message and 'pip install "setuptools<81"' in message
 
 
 def test_installed_adaptation_is_current():
@@ -98,6 +144,8 @@ def test_installed_adaptation_is_current():
 # ---------------------------------------------------------------------------------------------
 def test_model_zoo_configs_and_collect_env():
     pytest.importorskip("detectron2")
+    import detectron2.export  # noqa: F401  (v0.6 imported caffe2 here)
+    import detectron2.utils.analysis  # noqa: F401
     from detectron2 import model_zoo
     from detectron2.config import get_cfg
     from detectron2.utils.collect_env import collect_env_info
@@ -163,6 +211,7 @@ def _all_reduce_worker(out_dir):
                    "local_rank": comm.get_local_rank(), "world": comm.get_world_size()}, f)
 
 
+@pytest.mark.distributed
 def test_launch_runs_two_cpu_processes_with_gloo(tmp_path, monkeypatch):
     pytest.importorskip("detectron2")
     from detectron2.engine import launch
@@ -242,6 +291,7 @@ def _tiny_cfg(dataset, output_dir, max_iter):
     return cfg
 
 
+@pytest.mark.slow
 def test_faster_rcnn_trains_resumes_and_evaluates_on_cpu(tmp_path):
     pytest.importorskip("detectron2")
     import torch
@@ -304,6 +354,8 @@ def _ddp_train_worker(image_dir, output_dir):
     trainer.train()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_default_trainer_runs_two_cpu_processes(tmp_path, monkeypatch):
     pytest.importorskip("detectron2")
     _C = _adapted_c()

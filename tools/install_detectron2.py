@@ -141,6 +141,21 @@ PATCHES = [
         1,
         "get_config_file(): the configs are package data next to this module",
     ),
+    # -- torch 2.x ships no caffe2 -------------------------------------------------------------
+    (
+        "detectron2/export/__init__.py",
+        "from .api import *\n",
+        "try:  # the Caffe2 exporter (export/api.py) imports caffe2 at module level\n"
+        "    import caffe2.proto  # noqa: F401\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    from .api import *\n",
+        1,
+        "torch no longer ships caffe2, so `import detectron2.export` (and detectron2.utils.analysis, "
+        "which imports TracingAdapter from it) failed; without caffe2 the Caffe2 exporter "
+        "(Caffe2Tracer, Caffe2Model, add_export_config) is left out, as upstream does after v0.6",
+    ),
     # -- multi-process training on CPU -----------------------------------------------------------
     (
         "detectron2/engine/launch.py",
@@ -449,7 +464,7 @@ print(json.dumps({"prefix": sys.prefix, "version": list(sys.version_info[:3]),
 D2_PROBE = r"""
 import json, traceback
 r = {"present": False, "ok": False, "adapted": None, "file": None, "version": None,
-     "pb1_dist": False, "error": None}
+     "pb1_dist": False, "error": None, "missing_module": None, "imported_by": None}
 try:
     import detectron2
     r["present"] = True
@@ -472,6 +487,8 @@ try:
     r["ok"] = True
 except ModuleNotFoundError as e:
     r["error"] = traceback.format_exc()
+    r["missing_module"] = e.name
+    r["imported_by"] = traceback.extract_tb(e.__traceback__)[-1].filename
     if e.name == "detectron2":
         r["present"] = False
 except Exception:
@@ -558,6 +575,14 @@ def ensure_detectron2(python):
         log(f"detectron2: adapted {ARCHIVE_REQ} is installed and up to date ({current})")
         return
     if d2["present"] and d2["adapted"] is None and not d2["pb1_dist"]:
+        if d2["missing_module"] == "pkg_resources":
+            raise SetupError(
+                f"the detectron2 at {os.path.dirname(d2['file'])} (not made by this installer, "
+                f"so left alone) fails to import: {d2['imported_by']} imports pkg_resources, "
+                "which setuptools 81 removed (upstream detectron2 main still imports it, and "
+                "current torch pulls in the newest setuptools). Fix: "
+                f'{python} -m pip install "setuptools<81", then run this again.'
+            )
         raise SetupError(
             f"a detectron2 is installed at {d2['file']} but does not work, and it is not one "
             f"this installer made, so it is left alone. Fix it, or remove it (pip uninstall "
