@@ -95,6 +95,15 @@ def test_cli_writes_markdown_and_chart(runs, tmp_path):
                                                                         "report.png"]
 
 
+def test_training_losses_of_a_resumed_run(runs):
+    lines = [{"iteration": 19, "total_loss": 3.0, "lr": 0.01}, {"iteration": 39, "total_loss": 2.0},
+             {"bbox/AP": 1.0, "iteration": 39},  # an evaluation, no loss
+             {"iteration": 39, "total_loss": 2.5}]  # logged again after a resume
+    Path(runs[0], "metrics.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert report.training_losses(runs[0]) == {19: 3.0, 39: 2.5}
+    assert report.training_losses(runs[1]) == {}
+
+
 def test_unfinished_run_is_named(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(FileNotFoundError, match="half"):

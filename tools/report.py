@@ -106,27 +106,63 @@ def to_markdown(rows):
                     disable_numparse=[5]) + "\n"  # keep the sign of "+0.6"
 
 
-def chart_png(rows):
-    """Grouped bars, paper vs ours, for every row that has at least one of them: PNG bytes."""
+def training_losses(run_dir):
+    """{iteration: total_loss} from the run's metrics.json (Detectron2's JSONWriter; a resumed
+    run appends to it, and the last value of an iteration wins); {} when there is none."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        entries = [json.loads(line) for line in f if line.strip()]
+    return {e["iteration"]: e["total_loss"] for e in entries if "total_loss" in e}
+
+
+def chart_png(rows, run_dirs):
+    """PNG bytes: the runs' results side by side per test set and metric, the paper's value
+    marked where a run matches a paper row; and, where the runs logged it, their training loss
+    against iterations."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in rows if r.ours is not None or r.paper is not None]
-    xs = range(len(shown))
-    width = 0.4
-    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(shown)), 6.5))
-    for label, offset, values in (("paper", -width / 2, [r.paper for r in shown]),
-                                  ("ours", width / 2, [r.ours for r in shown])):
-        bars = ax.bar([x + offset for x in xs], [v or 0 for v in values], width, label=label)
-        ax.bar_label(bars, ["—" if v is None else f"{v:.1f}" for v in values], fontsize=7)
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels([f"{r.architecture}\n{r.setting}" for r in shown], fontsize=7,
-                       rotation=35, ha="right")
-    ax.set_ylabel("AP (%)")
-    ax.set_title("Detection results: this package vs He et al. 2015 (Tables 7, 8)")
-    ax.legend()
+    shown = [r for r in rows if r.ours is not None]
+    losses = {run: training_losses(run) for run in run_dirs}
+    losses = {run: curve for run, curve in losses.items() if curve}
+    fig, axes = plt.subplots(1, 2 if losses else 1, squeeze=False,
+                             figsize=(12 if losses else 7, 6))
+    bars_axis = axes[0][0]
+    settings = list(dict.fromkeys(r.setting for r in shown))
+    runs = list(dict.fromkeys(r.run for r in shown))
+    width = 0.8 / len(runs)
+    for index, run in enumerate(runs):
+        of_run = {r.setting: r for r in shown if r.run == run}
+        xs = [settings.index(setting) + (index - (len(runs) - 1) / 2) * width
+              for setting in of_run]
+        bars = bars_axis.bar(xs, [r.ours for r in of_run.values()], width,
+                             label=f"{next(iter(of_run.values())).architecture} "
+                                   f"({os.path.basename(run)})")
+        bars_axis.bar_label(bars, [f"{r.ours:.1f}" for r in of_run.values()], fontsize=7)
+        paper = [(x, r.paper) for x, r in zip(xs, of_run.values()) if r.paper is not None]
+        if paper:
+            bars_axis.scatter(*zip(*paper), marker="_", s=400, color="black", zorder=3,
+                              label="paper" if index == 0 else None)
+    bars_axis.set_xticks(range(len(settings)))
+    bars_axis.set_xticklabels(settings, fontsize=7, rotation=25, ha="right")
+    bars_axis.set_ylabel("AP (%)")
+    bars_axis.set_title("Detection results (black lines: He et al. 2015, Tables 7, 8)")
+    bars_axis.legend(fontsize=7)
+    if losses:
+        loss_axis = axes[0][1]
+        for run, curve in losses.items():
+            cfg, _ = read_run(run)
+            iterations = sorted(curve)
+            loss_axis.plot(iterations, [curve[i] for i in iterations], marker=".",
+                           label=f"{architecture_of(cfg)} ({os.path.basename(run)})")
+        loss_axis.set_xlabel("iteration")
+        loss_axis.set_ylabel("training loss")
+        loss_axis.set_title("Training loss")
+        loss_axis.legend()
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=110, format="png")
@@ -139,7 +175,7 @@ def write_report(run_dirs, markdown_path, chart_path):
     rows = build_rows(run_dirs)
     text = "# Results against the paper\n\n" + to_markdown(rows)
     atomic_write(markdown_path, lambda f: f.write(text.encode("utf-8")))
-    png = chart_png(rows)
+    png = chart_png(rows, run_dirs)
     atomic_write(chart_path, lambda f: f.write(png))
     return text
 
