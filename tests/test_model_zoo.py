@@ -20,14 +20,14 @@ from resnet_backbone import model_zoo
 names = model_zoo.list_configs()
 for name in names:
     model_zoo.get_config(name)
-print(json.dumps({"package": resnet_backbone.__file__, "names": names,
-                  "file": model_zoo.get_config_file("PascalVOC-Detection/resnet101_c4_voc0712.yaml")}))
+leaf = model_zoo.get_config_file("PascalVOC-Detection/resnet101_c4_voc0712.yaml")
+print(json.dumps({"package": resnet_backbone.__file__, "names": names, "file": leaf}))
 """
 
 
 def run(*command, cwd):
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(map(str, command))}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 

@@ -152,9 +152,10 @@ PATCHES = [
         "else:\n"
         "    from .api import *\n",
         1,
-        "torch no longer ships caffe2, so `import detectron2.export` (and detectron2.utils.analysis, "
-        "which imports TracingAdapter from it) failed; without caffe2 the Caffe2 exporter "
-        "(Caffe2Tracer, Caffe2Model, add_export_config) is left out, as upstream does after v0.6",
+        "torch no longer ships caffe2, so `import detectron2.export` (and "
+        "detectron2.utils.analysis, which imports TracingAdapter from it) failed; without "
+        "caffe2 the Caffe2 exporter (Caffe2Tracer, Caffe2Model, add_export_config) is left out, "
+        "as upstream does after v0.6",
     ),
     # -- multi-process training on CPU -----------------------------------------------------------
     (
