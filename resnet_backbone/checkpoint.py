@@ -14,26 +14,20 @@ entry records the pixel format the weights were trained with; `check_weights_mat
 compares it with INPUT.FORMAT / MODEL.PIXEL_MEAN / MODEL.PIXEL_STD (and the ResNet stride
 placement and depth) and stops before training with a message naming both.
 
-`MODEL.WEIGHTS: imagenet://torchvision/resnet101` (any name of `weights.KNOWN_WEIGHTS`) resolves
-to a converted file cached in $RESNET_BACKBONE_CACHE (default ~/.cache/resnet_backbone). The raw
-file is taken from torch hub's cache or Detectron2's download cache when it is there (so it
-works offline), downloaded otherwise. Importing this module registers the handler on
-Detectron2's PathManager.
+`imagenet://` names are resolved by `imagenet.py`.
 """
 import logging
 import os
 import pickle
-from urllib.parse import urlparse
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.utils.file_io import PathHandler, PathManager
+from detectron2.utils.file_io import PathManager
 
 from .convert import convert_checkpoint
 from .files import atomic_write
 from .resnet import DEPTH_TABLE, BottleneckBlock
 from .weights import (
-    KNOWN_WEIGHTS,
     SOURCE_PIXEL_FORMATS,
     find_pixel_format,
     get_known_weights,
@@ -48,8 +42,6 @@ METADATA_KEY = "resnet_backbone"
 # converted again.
 CONVERTER_VERSION = 1
 IMAGENET_PREFIX = "imagenet://"
-CACHE_ENV = "RESNET_BACKBONE_CACHE"
-DEFAULT_CACHE = "~/.cache/resnet_backbone"
 # Extensions Detectron2's DetectionCheckpointer reads as something other than a torch file.
 _NOT_TORCH_EXTENSIONS = (".pkl", ".pyth")
 _REQUIRED_METADATA = ("arch", "source", "pixel_format", "input_format", "pixel_mean", "pixel_std")
@@ -331,124 +323,3 @@ def _pretrained_prefix(model):
     if backbone is None:
         return ""
     return "backbone.bottom_up." if hasattr(backbone, "bottom_up") else "backbone."
-
-
-# ------------------------------------------------------------------------------------------
-# imagenet:// names
-# ------------------------------------------------------------------------------------------
-def cache_dir():
-    return os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
-
-
-def converted_cache_path(entry):
-    stem = os.path.splitext(entry.filename)[0]
-    return os.path.join(cache_dir(), f"{entry.name.split('/')[0]}-{stem}.pth")
-
-
-def _iopath_cache_dirs():
-    """Where Detectron2 (iopath; older fvcore) caches what it downloads."""
-    return [
-        os.path.expanduser(os.environ.get("FVCORE_CACHE") or "~/.torch/iopath_cache"),
-        os.path.expanduser("~/.torch/fvcore_cache"),
-    ]
-
-
-def raw_file_candidates(entry):
-    """Places a raw copy of `entry` may already be: torch hub's checkpoints directory (where
-    torchvision downloads to) and Detectron2's download cache (where detectron2:// URLs go)."""
-    url_dir = os.path.dirname(urlparse(entry.url).path.lstrip("/"))
-    return [os.path.join(torch.hub.get_dir(), "checkpoints", entry.filename)] + [
-        os.path.join(d, url_dir, entry.filename) for d in _iopath_cache_dirs()
-    ]
-
-
-def _download(url, destination, hash_prefix=None):
-    torch.hub.download_url_to_file(url, destination, hash_prefix=hash_prefix, progress=True)
-
-
-def fetch_raw_file(entry):
-    """Local path of the raw file of `entry`, downloading it (torchvision files into torch hub's
-    cache, the others into Detectron2's) if no cache has it."""
-    candidates = raw_file_candidates(entry)
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return candidate
-    destination = candidates[0] if entry.source.startswith("torchvision") else candidates[1]
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    if entry.sha256_prefix is None:
-        logger.warning(f"{entry.url} has no published checksum; it is not verified")
-    logger.info(f"downloading {entry.url} to {destination}")
-    try:
-        _download(entry.url, destination, hash_prefix=entry.sha256_prefix)
-    except Exception as error:
-        raise OSError(
-            f"cannot get {entry.name}: none of {candidates} exists and downloading {entry.url} "
-            f"failed ({error}). Place the file at one of those paths, or convert a local copy "
-            "with tools/convert_pretrained.py and set MODEL.WEIGHTS to the result"
-        ) from error
-    return destination
-
-
-def _is_current(path):
-    try:
-        metadata = read_metadata(path)
-    except (FileNotFoundError, ValueError):  # absent, or cut short by a killed conversion
-        return False
-    return metadata is not None and metadata.get("converter_version") == CONVERTER_VERSION
-
-
-def resolve_imagenet_weights(name):
-    """Local path of the converted weights `name` (e.g. "torchvision/resnet101"): from the
-    cache, else converted from a cached raw file, else downloaded and converted."""
-    from iopath.common.file_io import file_lock
-
-    entry = get_known_weights(name)
-    target = converted_cache_path(entry)
-    if _is_current(target):
-        return target
-    with file_lock(target):  # several workers may ask at once
-        if not _is_current(target):
-            raw = fetch_raw_file(entry)
-            logger.info(f"converting {raw} ({entry.name}) to {target}")
-            convert_file(raw, target, source=entry.source, name=entry.name, url=entry.url,
-                         expected_arch=entry.arch)
-    return target
-
-
-class ImageNetWeightsHandler(PathHandler):
-    """Resolves `imagenet://<name>` (a name of `weights.KNOWN_WEIGHTS`) to a converted file."""
-
-    PREFIX = IMAGENET_PREFIX
-
-    def _get_supported_prefixes(self):
-        return [self.PREFIX]
-
-    def _name(self, path):
-        return path[len(self.PREFIX):]
-
-    def _get_local_path(self, path, force=False, **kwargs):
-        return resolve_imagenet_weights(self._name(path))
-
-    def _open(self, path, mode="r", buffering=-1, **kwargs):
-        if any(flag in mode for flag in "wax+"):
-            raise ValueError(f"{path} is read-only")
-        return open(self._get_local_path(path), mode, buffering=buffering)
-
-    def _exists(self, path, **kwargs):
-        return self._name(path) in KNOWN_WEIGHTS
-
-    def _isfile(self, path, **kwargs):
-        return self._exists(path)
-
-
-def register_imagenet_handler(path_manager=PathManager):
-    """Register `imagenet://` on Detectron2's PathManager once (later calls are no-ops)."""
-    registered = getattr(path_manager, "_path_handlers", {}).get(IMAGENET_PREFIX)
-    if registered is not None:
-        return registered
-    handler = ImageNetWeightsHandler()
-    path_manager.register_handler(handler)
-    return handler
-
-
-register_imagenet_handler()

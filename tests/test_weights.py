@@ -14,7 +14,7 @@ import torchvision
 
 from detectron2.config import get_cfg
 from detectron2.utils.file_io import PathManager
-from resnet_backbone import checkpoint, convert, vgg, weights
+from resnet_backbone import checkpoint, convert, imagenet, vgg, weights
 from resnet_backbone.checkpoint import (
     ResNetBackboneCheckpointer,
     WeightsConfigMismatchError,
@@ -292,14 +292,14 @@ def offline_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "fvcore"))
     monkeypatch.setenv("RESNET_BACKBONE_CACHE", str(tmp_path / "converted"))
-    monkeypatch.setattr(checkpoint, "_iopath_cache_dirs", lambda: [str(tmp_path / "fvcore")])
+    monkeypatch.setattr(imagenet, "_iopath_cache_dirs", lambda: [str(tmp_path / "fvcore")])
     downloads = []
 
     def no_network(url, *args, hash_prefix=None, **kwargs):
         downloads.append((url, hash_prefix))
         raise RuntimeError("tests must not download")
 
-    monkeypatch.setattr(checkpoint, "_download", no_network)
+    monkeypatch.setattr(imagenet, "_download", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return tmp_path, downloads
 
@@ -360,8 +360,8 @@ def test_imagenet_name_without_cache_and_network_says_where_to_put_the_file(offl
 
 
 def test_handler_registration_is_idempotent():
-    handler = checkpoint.register_imagenet_handler()
-    assert checkpoint.register_imagenet_handler() is handler
+    handler = imagenet.register_imagenet_handler()
+    assert imagenet.register_imagenet_handler() is handler
     assert PathManager._path_handlers["imagenet://"] is handler
 
 
