@@ -2,9 +2,11 @@
 
 Importing the package registers its builders: backbones `build_paper_resnet_backbone`,
 `build_paper_resnet_fpn_backbone`, `build_vgg16_backbone`, `build_vgg16_fpn_backbone`; RoI heads
-`PaperRes5ROIHeads`; box head `VGG16BoxHead`; the `imagenet://` weights handler; the datasets.
+`PaperRes5ROIHeads`; box head `VGG16BoxHead`; the `imagenet://` weights handler; the datasets;
+the classifiers of `classification` (meta-architecture `ImageClassifier`, backbone
+`build_cifar_resnet_backbone`). `model_zoo` finds the shipped configs by name.
 """
-from . import data, fc_box_head, fpn, imagenet, roi_heads  # noqa: F401  (registration)
+from . import classification, data, fc_box_head, fpn, imagenet, model_zoo, roi_heads  # noqa: F401
 from .config import add_resnet_backbone_config
 from .resnet import DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet
 from .roi_heads import PaperRes5ROIHeads, make_res5_head

@@ -29,6 +29,7 @@ from .files import atomic_write
 from .resnet import DEPTH_TABLE, BottleneckBlock
 from .weights import (
     SOURCE_PIXEL_FORMATS,
+    PixelFormat,
     find_pixel_format,
     get_known_weights,
     get_pixel_format,
@@ -216,7 +217,11 @@ def check_weights_match_config(cfg, path=None):
         return None
 
     problems, fixes = [], []
-    fmt = get_pixel_format(metadata["pixel_format"])
+    fmt = PixelFormat(  # as recorded: a classifier trained here may use a format of its own
+        key=metadata["pixel_format"], input_format=metadata["input_format"],
+        pixel_mean=tuple(metadata["pixel_mean"]), pixel_std=tuple(metadata["pixel_std"]),
+        stride_in_1x1=metadata.get("stride_in_1x1"), description="recorded in the file",
+    )
     cfg_format = cfg.INPUT.FORMAT
     cfg_mean, cfg_std = list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
     if not fmt.matches(cfg_format, cfg_mean, cfg_std):

@@ -7,6 +7,8 @@ does not (shortcut options, plain nets, VGG-16) lives under `MODEL.RESNET_BACKBO
 """
 from detectron2.config import CfgNode as CN
 
+from .classification.config import add_classification_config
+
 
 def add_resnet_backbone_config(cfg):
     """Add this package's keys (with their defaults) to `cfg` in place; safe to call twice."""
@@ -52,4 +54,4 @@ def add_resnet_backbone_config(cfg):
     # Your own datasets, {name: {FORMAT: "voc" | "coco", paths, CLASSES}}, registered from the
     # config in every process by tools/train_net.py (format: resnet_backbone/data/custom.py).
     cfg.DATASETS.USER = CN(new_allowed=True)
-    return cfg
+    return add_classification_config(cfg)

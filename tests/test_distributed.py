@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_backbone.engine import ResumableBatchSampler
+from resnet_backbone.data.stream import ResumableBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_ITER, IMS_PER_BATCH = 4, 4
@@ -32,17 +32,18 @@ DRIVER = textwrap.dedent("""
     from detectron2.engine import default_argument_parser
     from detectron2.utils import comm
     from resnet_backbone import distributed, engine
+    from resnet_backbone.data import stream
 
     OUT = os.environ["RECORD_DIR"]
     seen = []
-    _getitem = engine.SeededMapDataset.__getitem__
+    _getitem = stream.SeededMapDataset.__getitem__
 
     def recording_getitem(self, key):
         out = _getitem(self, key)
         seen.append([key[0], out["image_id"]])
         return out
 
-    engine.SeededMapDataset.__getitem__ = recording_getitem
+    stream.SeededMapDataset.__getitem__ = recording_getitem
     _train = engine.Trainer.train
 
     def recording_train(self):

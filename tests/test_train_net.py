@@ -5,6 +5,8 @@ import math
 
 import pytest
 
+from conftest import REPO
+
 from resnet_backbone.engine import FINAL_METRICS, save_final_metrics
 
 
@@ -49,28 +51,15 @@ def test_final_metrics_are_strict_json_with_undefined_metrics_as_null(tmp_path):
 
 
 @pytest.mark.slow
-def test_detection_pictures_of_a_trained_run(datasets_dir, trained_run, tmp_path):
-    """The demo's pictures: ground truth beside predictions, one PNG per image."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
+def test_detection_pictures_of_a_trained_run(train_net, trained_run, tmp_path):
+    """The demo's pictures of a trained run: ground truth beside predictions, one PNG each."""
     from PIL import Image
 
-    from resnet_backbone import add_resnet_backbone_config
-    from resnet_backbone.data import datasets_root, register_all
-    from resnet_backbone.visualize import save_detection_pictures
-
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(trained_run / "config.yaml"))
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(str(trained_run / "model_final.pth"))
-    default_root = datasets_root()
-    register_all(str(datasets_dir))
-    try:
-        paths = save_detection_pictures(model, cfg, "synthetic_shapes_val", str(tmp_path / "pics"),
-                                        num_images=2, score_threshold=0.0)
-    finally:
-        register_all(default_root)
+    result = train_net(str(trained_run), "--num-images", "2", "--score-threshold", "0",
+                       "--output-dir", str(tmp_path / "pics"), config=None,
+                       script=REPO / "tools" / "draw_detections.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = sorted((tmp_path / "pics").glob("*.png"))
     assert len(paths) == 2
     for path in paths:
         width, height = Image.open(path).size

@@ -5,12 +5,15 @@
         pets_train: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "trainval", CLASSES: ["cat", "dog"]}
         pets_test: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "test", CLASSES: ["cat", "dog"]}
         parts_val: {FORMAT: "coco", JSON: "parts/val.json", IMAGE_ROOT: "parts/images"}
+        leaves_train: {FORMAT: "imagefolder", ROOT: "leaves/train"}   # tools/pretrain_net.py
       TRAIN: ("pets_train",)
       TEST: ("pets_test",)
 
 A VOC entry reads DIRNAME/{Annotations,ImageSets/Main,JPEGImages} with your class names and is
 evaluated by Detectron2's PASCAL VOC evaluator (VOC07_METRIC: True for the 11-point AP); a COCO
-entry takes its classes from the json and is evaluated by COCOEvaluator. Relative paths are
+entry takes its classes from the json and is evaluated by COCOEvaluator; an ImageFolder entry
+(ROOT/<class>/<image>, classes in sorted folder order) is a classification set for
+tools/pretrain_net.py. Relative paths are
 relative to $DETECTRON2_DATASETS, as for Detectron2's builtin datasets. tools/train_net.py
 registers them from the config in every worker, so --num-gpus, torchrun, --resume and --eval-only
 with the run's config.yaml all see them.
@@ -21,14 +24,16 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
-from .datasets import load_voc_split
+from .datasets import register_voc
 from .layout import datasets_root
 
 KEYS = {
     "voc": {"FORMAT", "DIRNAME", "SPLIT", "CLASSES", "VOC07_METRIC"},
     "coco": {"FORMAT", "JSON", "IMAGE_ROOT"},
+    "imagefolder": {"FORMAT", "ROOT"},
 }
-REQUIRED = {"voc": {"DIRNAME", "SPLIT", "CLASSES"}, "coco": {"JSON", "IMAGE_ROOT"}}
+REQUIRED = {"voc": {"DIRNAME", "SPLIT", "CLASSES"}, "coco": {"JSON", "IMAGE_ROOT"},
+            "imagefolder": {"ROOT"}}
 
 # Names this module registered, with the entry they were registered from.
 _REGISTERED = {}
@@ -40,7 +45,7 @@ def _check_entry(name, entry):
         raise ValueError(f"{where} must be a mapping of FORMAT, paths and CLASSES, not {entry!r}")
     kind = str(entry.get("FORMAT", "")).lower()
     if kind not in KEYS:
-        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use 'voc' or 'coco'")
+        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of {sorted(KEYS)}")
     unknown = set(entry) - KEYS[kind]
     missing = REQUIRED[kind] - set(entry)
     if unknown or missing:
@@ -71,17 +76,15 @@ def register_user_datasets(cfg):
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         if kind == "voc":
-            _register_voc(name, _path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
-                          year=2007 if entry.get("VOC07_METRIC", False) else 2012)
+            register_voc(name, _path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
+                         year=2007 if entry.get("VOC07_METRIC", False) else 2012)
+        elif kind == "imagefolder":
+            from ..classification.data import register_image_folder
+
+            register_image_folder(name, _path(entry.ROOT))
         else:
             register_coco_instances(name, {}, _path(entry.JSON), _path(entry.IMAGE_ROOT))
         _REGISTERED[name] = spec
-
-
-def _register_voc(name, dirname, split, classes, year):
-    DatasetCatalog.register(name, lambda: load_voc_split(dirname, split, classes))
-    MetadataCatalog.get(name).set(thing_classes=list(classes), dirname=dirname, split=split,
-                                  year=year, evaluator_type="pascal_voc")
 
 
 def _coco_classes(json_file):
@@ -94,9 +97,10 @@ def check_user_datasets(cfg):
     """MODEL.ROI_HEADS.NUM_CLASSES must equal the class count of each user dataset in use."""
     used = set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST)
     for name, entry in cfg.DATASETS.USER.items():
-        if name not in used:
+        kind = entry.FORMAT.lower()
+        if name not in used or kind == "imagefolder":  # classes: the classifier's own check
             continue
-        if entry.FORMAT.lower() == "voc":
+        if kind == "voc":
             classes, source = entry.CLASSES, f"DATASETS.USER.{name}.CLASSES"
         else:
             json_file = MetadataCatalog.get(name).json_file
