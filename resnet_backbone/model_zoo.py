@@ -8,7 +8,6 @@ from pathlib import Path
 
 from detectron2.config import get_cfg
 
-from .classification import add_classification_config
 from .config import add_resnet_backbone_config
 
 
@@ -39,7 +38,6 @@ def get_config(config_path):
     """A shipped config merged, `_BASE_` files included, into Detectron2's defaults plus this
     package's keys."""
     cfg = get_cfg()
-    add_resnet_backbone_config(cfg)
-    add_classification_config(cfg)
+    add_resnet_backbone_config(cfg)  # with the classification keys
     cfg.merge_from_file(get_config_file(config_path))
     return cfg
