@@ -137,3 +137,10 @@ def test_training_mapper_pads_crops_flips_and_orders_channels():
     assert any(int((c[2] == 0).sum()) > 0 for c in crops)  # some crops reach the zero padding
     test = ClassificationMapper(cfg, is_train=False)(record)
     assert test["image"].shape == (3, 32, 32) and test["label"] == 7
+
+
+def test_cifar_builder_names_a_bad_shortcut_option():
+    cfg = classifier_cfg("build_cifar_resnet_backbone", **{"MODEL.RESNETS.DEPTH": 20,
+                                                           "MODEL.RESNET_BACKBONE.SHORTCUT": "D"})
+    with pytest.raises(ValueError, match="MODEL.RESNET_BACKBONE.SHORTCUT='D'"):
+        build_model(cfg)
