@@ -144,3 +144,54 @@ def test_cifar_builder_names_a_bad_shortcut_option():
                                                            "MODEL.RESNET_BACKBONE.SHORTCUT": "D"})
     with pytest.raises(ValueError, match="MODEL.RESNET_BACKBONE.SHORTCUT='D'"):
         build_model(cfg)
+
+
+class _MeanColourBackbone(torch.nn.Module):
+    """Returns its input as the one feature map: the head then sees the normalized pixels."""
+
+    def forward(self, x):
+        return {"pixels": x}
+
+
+class _MeanColourHead(torch.nn.Module):
+    """Logits = mean of each channel over the view; dense form identical."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+    dense_forward = forward
+
+
+def _known_output_classifier(mode):
+    from resnet_backbone.classification.model import ImageClassifier
+
+    return ImageClassifier(backbone=_MeanColourBackbone(), head=_MeanColourHead(),
+                           pixel_mean=[0.0, 0.0, 0.0], pixel_std=[100.0, 100.0, 100.0],
+                           test_mode=mode, test_resize=6, test_crop=4, test_scales=(6, 9))
+
+
+def test_ten_crop_scores_are_the_average_of_the_ten_views_softmax():
+    image = torch.arange(3 * 6 * 8, dtype=torch.float32).view(3, 6, 8)
+    scores = _known_output_classifier("10crop").classify(image)
+    pixels = image / 100
+    by_hand = []
+    for y, x in ((0, 0), (0, 4), (2, 0), (2, 4), (1, 2)):
+        crop = pixels[:, y:y + 4, x:x + 4]
+        by_hand += [crop.mean(dim=(1, 2))] * 2  # a flip has the same channel means
+    expected = torch.softmax(torch.stack(by_hand), dim=1).mean(dim=0)
+    torch.testing.assert_close(scores, expected)
+    centre = _known_output_classifier("center").classify(image)
+    torch.testing.assert_close(centre, torch.softmax(pixels[:, 1:5, 2:6].mean(dim=(1, 2)), 0))
+
+
+def test_multiscale_scores_average_every_scale_and_its_flip():
+    image = torch.rand(3, 6, 8) * 255
+    scores = _known_output_classifier("multiscale").classify(image)
+    pixels = image / 100
+    by_hand = []
+    for size in ((6, 8), (9, 12)):  # shorter side 6 (unchanged) and 9
+        view = pixels if size == (6, 8) else torch.nn.functional.interpolate(
+            pixels[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+        by_hand += [view.mean(dim=(1, 2))] * 2
+    expected = torch.softmax(torch.stack(by_hand), dim=1).mean(dim=0)
+    torch.testing.assert_close(scores, expected)

@@ -107,6 +107,20 @@ def test_exported_backbone_carries_the_runs_pixel_format_into_detection(pretrain
                        classifier["backbone.res5.1.conv2.norm.running_var"])
 
 
+def test_train_net_takes_a_training_step_from_the_exported_backbone(pretrained, train_net, tiny,
+                                                                   tmp_path):
+    bgr = ("INPUT.FORMAT", "BGR", "MODEL.PIXEL_MEAN", "[103.530, 116.280, 123.675]",
+           "MODEL.PIXEL_STD", "[1.0, 1.0, 1.0]")
+    weights = ("MODEL.WEIGHTS", str(pretrained / "model_final_backbone.pth"))
+    refused = train_net(*tiny, *weights, "OUTPUT_DIR", str(tmp_path / "refused"))
+    assert refused.returncode != 0 and "INPUT.FORMAT BGR" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    result = train_net(*tiny, *weights, *bgr, "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()",
+                       "OUTPUT_DIR", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "model_final.pth").is_file()
+
+
 def test_a_detection_config_is_refused_before_anything_runs(train_net, tmp_path):
     result = train_net("OUTPUT_DIR", str(tmp_path / "out"), script=PRETRAIN_NET)
     assert result.returncode != 0
