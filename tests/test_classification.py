@@ -195,3 +195,30 @@ def test_multiscale_scores_average_every_scale_and_its_flip():
         by_hand += [view.mean(dim=(1, 2))] * 2
     expected = torch.softmax(torch.stack(by_hand), dim=1).mean(dim=0)
     torch.testing.assert_close(scores, expected)
+
+
+def test_cifar10_pickles_load_as_images_with_labels(tmp_path):
+    import pickle
+
+    from resnet_backbone.classification.data import load_cifar10
+
+    directory = tmp_path / "cifar-10-batches-py"
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
+                         "labels": [int(x) for x in rng.integers(0, 10, 2)]}
+        with open(directory / name, "wb") as f:
+            pickle.dump(batches[name], f)
+    train = load_cifar10(str(tmp_path), train=True)
+    assert len(train) == 10 and [r["image_id"] for r in train] == list(range(10))
+    first = batches["data_batch_1"]
+    assert train[0]["label"] == first["labels"][0]
+    # The pickled row is the red plane, then green, then blue, each 32x32 row-major.
+    assert np.array_equal(train[0]["image"][:, :, 0], first["data"][0, :1024].reshape(32, 32))
+    assert np.array_equal(train[1]["image"][:, :, 2], first["data"][1, 2048:].reshape(32, 32))
+    assert len(load_cifar10(str(tmp_path), train=False)) == 2
+    (directory / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+        load_cifar10(str(tmp_path), train=True)

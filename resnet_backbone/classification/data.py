@@ -3,14 +3,14 @@
 
 Registered at import: `imagenet_train` / `imagenet_val` (ImageFolder trees under
 `$DETECTRON2_DATASETS/imagenet/{train,val}/<wnid>/*.JPEG`) and `cifar10_train` / `cifar10_test`
-(the python version, `$DETECTRON2_DATASETS/cifar-10-batches-py`, read by torchvision). Any other
+(the python version, `$DETECTRON2_DATASETS/cifar-10-batches-py`). Any other
 ImageFolder tree: `register_image_folder(name, root)`. Nothing is read before a dataset is used.
 """
 import os
+import pickle
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -20,6 +20,7 @@ from detectron2.data import transforms as T
 from ..data.layout import datasets_root
 
 EVALUATOR_TYPE = "classification"
+CIFAR10_DIRNAME = "cifar-10-batches-py"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 # AlexNet's PCA colour augmentation constants are for pixels in 0..1; ours are in 0..255.
@@ -49,13 +50,26 @@ def register_image_folder(name, root):
 
 
 def load_cifar10(root, train):
-    """Dicts holding the images themselves (HxWx3 RGB uint8), read by torchvision without
-    downloading; `file_name` names the record for error messages."""
-    data = CIFAR10(root, train=train, download=False)  # raises naming what is missing
-    split = "train" if train else "test"
-    return [{"image": image, "label": int(label), "image_id": index,
-             "file_name": f"{root}/cifar-10-batches-py[{split}][{index}]"}
-            for index, (image, label) in enumerate(zip(data.data, data.targets))]
+    """Dicts holding the images themselves (HxWx3 RGB uint8) from the python version of CIFAR-10
+    under root/cifar-10-batches-py; `file_name` names the record for error messages."""
+    directory = os.path.join(root, CIFAR10_DIRNAME)
+    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    missing = [name for name in files if not os.path.isfile(os.path.join(directory, name))]
+    if missing:
+        raise FileNotFoundError(
+            f"CIFAR-10 files {missing} are missing in {directory} (the python version, "
+            "cifar-10-python.tar.gz, unpacked; see datasets/README.md)"
+        )
+    records = []
+    for name in files:
+        with open(os.path.join(directory, name), "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        for image, label in zip(images.transpose(0, 2, 3, 1), batch["labels"]):
+            index = len(records)
+            records.append({"image": image, "label": int(label), "image_id": index,
+                            "file_name": f"{directory}/{name}[{index}]"})
+    return records
 
 
 def register_cifar10(root=None):
