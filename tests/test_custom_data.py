@@ -161,7 +161,7 @@ def test_registration_gives_your_classes_and_the_voc_evaluator(fruit):
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"FORMAT": "yolo"}, r"DATASETS.USER.bad.FORMAT='yolo': use 'voc' or 'coco'"),
+    ({"FORMAT": "yolo"}, r"DATASETS.USER.bad.FORMAT='yolo': use one of \['coco', 'imagefolder', 'voc'\]"),
     ({"FORMAT": "voc", "DIRNAME": "d", "SPLIT": "s", "CLASES": ["a"]},
      r"DATASETS.USER.bad \(voc\): unknown keys \['CLASES'\], missing keys \['CLASSES'\]"),
     ({"FORMAT": "voc", "DIRNAME": "d", "SPLIT": "s", "CLASSES": ["a", "a"]},
