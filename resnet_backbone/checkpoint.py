@@ -1,20 +1,9 @@
-"""Converted checkpoint files: saving with metadata, the pixel-format check, `imagenet://`.
+"""Converted checkpoint files: saved with the pixel format they need, read with errors that
+name the file, checked against the config before anything trains.
 
-A converted file is a torch file holding
-
-    {"model": state_dict, "matching_heuristics": True, "__author__": "resnet_backbone",
-     "resnet_backbone": {"arch": "resnet50", "source": "torchvision", "pixel_format": ...,
-                         "input_format": "RGB", "pixel_mean": [...], "pixel_std": [...],
-                         "stride_in_1x1": False, ...}}
-
-`matching_heuristics` makes Detectron2's DetectionCheckpointer match names by suffix, so
-`stem.*` lands in `backbone.stem.*` or `backbone.bottom_up.stem.*` (FPN), `res5.*` in
-`roi_heads.res5.*` (C4 head) and `fc6.*` in `roi_heads.box_head.fc6.*`. The `resnet_backbone`
-entry records the pixel format the weights were trained with; `check_weights_match_config`
-compares it with INPUT.FORMAT / MODEL.PIXEL_MEAN / MODEL.PIXEL_STD (and the ResNet stride
-placement and depth) and stops before training with a message naming both.
-
-`imagenet://` names are resolved by `imagenet.py`.
+A converted file holds {"model": state_dict, "matching_heuristics": True, "__author__": ...,
+"resnet_backbone": metadata}; matching_heuristics lets Detectron2's checkpointer place `stem.*`,
+`res5.*` and `fc6.*` wherever the model has them (FPN bottom-up, C4 head, VGG box head).
 """
 import logging
 import os
@@ -39,8 +28,7 @@ logger = logging.getLogger(__name__)
 
 AUTHOR = "resnet_backbone"
 METADATA_KEY = "resnet_backbone"
-# Bumped when the converters change what they write; cached files of another version are
-# converted again.
+# Bumped when the converters change what they write: cached files of another version are redone.
 CONVERTER_VERSION = 1
 IMAGENET_PREFIX = "imagenet://"
 # Extensions Detectron2's DetectionCheckpointer reads as something other than a torch file.
@@ -52,9 +40,6 @@ class WeightsConfigMismatchError(ValueError):
     """The config's pixel format (or architecture) is not the one the weights were trained with."""
 
 
-# ------------------------------------------------------------------------------------------
-# Metadata and files
-# ------------------------------------------------------------------------------------------
 def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
     """The `resnet_backbone` entry of a converted file: the pixel format follows `source`."""
     if source not in SOURCE_PIXEL_FORMATS:
@@ -78,8 +63,7 @@ def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
 
 
 def save_converted(path, state_dict, metadata):
-    """Write a converted checkpoint atomically: a temporary file in the same directory is
-    renamed over `path` only once complete, so a killed process never leaves a truncated one."""
+    """Write a converted checkpoint atomically (a killed process leaves no truncated file)."""
     path = os.fspath(path)
     if path.endswith(_NOT_TORCH_EXTENSIONS):
         raise ValueError(
@@ -103,11 +87,8 @@ def save_converted(path, state_dict, metadata):
 
 
 def read_metadata(path):
-    """The `resnet_backbone` entry of a converted file, or None for files without one (a
-    Detectron2 training checkpoint, a raw torchvision file, an MSRA .pkl). Tensors are
-    memory-mapped, not read. For `imagenet://` names the entry comes from the table, without
-    touching the (possibly not yet converted) file. A directory, a missing or an unreadable
-    file raises an error naming it."""
+    """The `resnet_backbone` entry of a converted file, or None for files without one (training
+    checkpoints, raw files). `imagenet://` names are answered from the table, without the file."""
     path = os.fspath(path)
     if path.startswith(IMAGENET_PREFIX):
         entry = get_known_weights(path[len(IMAGENET_PREFIX):])
@@ -118,8 +99,7 @@ def read_metadata(path):
 
 
 def read_checkpoint(path):
-    """The checkpoint at the local `path`, read as Detectron2's checkpointer reads it; an error
-    naming the file and what is wrong with it instead of torch's or pickle's."""
+    """The checkpoint at the local `path`; an error naming the file instead of torch's."""
     if os.path.isdir(path):
         inside = sorted(f for f in os.listdir(path) if f.endswith((".pth", ".pkl")))
         hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
@@ -141,8 +121,8 @@ def read_checkpoint(path):
 
 
 def _torch_load(path, mmap=False):
-    """torch.load to the CPU without running pickled code (weights_only) and, where possible,
-    memory-mapped; falls back for torch versions or legacy files that cannot do either."""
+    """torch.load to the CPU, weights_only and memory-mapped where the torch version and the
+    file allow it."""
     attempts = ([dict(weights_only=True, mmap=True)] if mmap else []) + [dict(weights_only=True)]
     for options in attempts:
         try:
@@ -157,8 +137,8 @@ def _torch_load(path, mmap=False):
 
 
 def load_raw_checkpoint(path):
-    """A published checkpoint as loaded from disk: .pkl files are (Caffe2/Detectron) pickles,
-    read with latin1 as Detectron2 does; anything else is a torch file."""
+    """A published checkpoint: .pkl files are Caffe2 pickles (latin1, as Detectron2 reads
+    them), anything else a torch file."""
     path = os.fspath(path)
     if path.endswith(".pkl"):
         with open(path, "rb") as f:
@@ -167,8 +147,7 @@ def load_raw_checkpoint(path):
 
 
 def convert_file(raw_path, output_path, *, source=None, name=None, url=None, expected_arch=None):
-    """Convert the published checkpoint `raw_path` to `output_path` (atomically, with
-    metadata); returns the metadata."""
+    """Convert the published checkpoint `raw_path` to `output_path`; returns the metadata."""
     converted = convert_checkpoint(load_raw_checkpoint(raw_path), source)
     if expected_arch is not None and converted.arch != expected_arch:
         raise ValueError(
@@ -183,29 +162,65 @@ def convert_file(raw_path, output_path, *, source=None, name=None, url=None, exp
     return metadata
 
 
-# ------------------------------------------------------------------------------------------
-# The config check
-# ------------------------------------------------------------------------------------------
 def _fmt_list(values):
     return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
 
 
-def _backbone_family(cfg):
-    name = cfg.MODEL.BACKBONE.NAME.lower()
-    if "vgg" in name:
-        return "vgg"
-    if "resnet" in name:
-        return "resnet"
-    return None  # a backbone this package does not know: architecture is not checked
+def _pixel_problem(cfg, metadata):
+    """(problem, fixes) when the config feeds other pixels than the recorded format, else None."""
+    recorded = PixelFormat(  # as recorded: a classifier trained here may use a format of its own
+        key=metadata["pixel_format"], input_format=metadata["input_format"],
+        pixel_mean=tuple(metadata["pixel_mean"]), pixel_std=tuple(metadata["pixel_std"]),
+        stride_in_1x1=metadata.get("stride_in_1x1"), description="recorded in the file",
+    )
+    fmt, mean, std = cfg.INPUT.FORMAT, list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
+    if recorded.matches(fmt, mean, std):
+        return None
+    cfg_key = find_pixel_format(fmt, mean, std)
+    want_mean, want_std = _fmt_list(metadata["pixel_mean"]), _fmt_list(metadata["pixel_std"])
+    problem = (
+        f"they were converted from {metadata['source']} ({recorded.input_format}, mean "
+        f"{want_mean}, std {want_std}: pixel format {recorded.key!r}) but the config asks for "
+        f"{fmt} with mean {_fmt_list(mean)}, std {_fmt_list(std)} (INPUT.FORMAT, "
+        "MODEL.PIXEL_MEAN, MODEL.PIXEL_STD" + (f"; pixel format {cfg_key!r})" if cfg_key else ")")
+    )
+    fixes = [f"INPUT.FORMAT {recorded.input_format}", f'MODEL.PIXEL_MEAN "{want_mean}"',
+             f'MODEL.PIXEL_STD "{want_std}"']
+    return problem, fixes
+
+
+def _arch_problems(cfg, metadata):
+    """[(problem, fixes)] for weights of another backbone, depth or stride placement."""
+    arch, name = metadata.get("arch", ""), cfg.MODEL.BACKBONE.NAME
+    family = "vgg" if "vgg" in name.lower() else "resnet" if "resnet" in name.lower() else None
+    if family is None:  # a backbone this package does not know: not checked
+        return []
+    if not arch.startswith(family):
+        return [(f"they are {arch} weights but MODEL.BACKBONE.NAME={name} builds a "
+                 f"{'VGG' if family == 'vgg' else 'ResNet'} backbone", [])]
+    if family == "vgg":
+        return []
+    depth, r = int(arch[len("resnet"):]), cfg.MODEL.RESNETS
+    problems = []
+    if r.DEPTH != depth:
+        problems.append((f"they are {arch} weights but MODEL.RESNETS.DEPTH={r.DEPTH}",
+                         [f"MODEL.RESNETS.DEPTH {depth}"]))
+    stride_in_1x1 = metadata.get("stride_in_1x1")
+    bottleneck = depth in DEPTH_TABLE and DEPTH_TABLE[depth][0] is BottleneckBlock
+    if bottleneck and stride_in_1x1 is not None and bool(r.STRIDE_IN_1X1) != stride_in_1x1:
+        problems.append((
+            f"{metadata['source']} ResNets have the stride-2 of a bottleneck in the "
+            f"{'first 1x1' if stride_in_1x1 else '3x3'} conv but "
+            f"MODEL.RESNETS.STRIDE_IN_1X1={r.STRIDE_IN_1X1}",
+            [f"MODEL.RESNETS.STRIDE_IN_1X1 {stride_in_1x1}"]))
+    return problems
 
 
 def check_weights_match_config(cfg, path=None):
     """Raise WeightsConfigMismatchError when the converted weights at `path` (default
-    cfg.MODEL.WEIGHTS) were trained with another pixel format than the config's INPUT.FORMAT /
-    MODEL.PIXEL_MEAN / MODEL.PIXEL_STD, with the other stride placement
-    (MODEL.RESNETS.STRIDE_IN_1X1, bottleneck ResNets) or are of another architecture
-    (MODEL.BACKBONE.NAME, MODEL.RESNETS.DEPTH). Files without metadata pass unchecked.
-    Returns the metadata (or None)."""
+    MODEL.WEIGHTS) need another pixel format (INPUT.FORMAT, MODEL.PIXEL_MEAN/STD), stride
+    placement (MODEL.RESNETS.STRIDE_IN_1X1) or architecture (MODEL.BACKBONE.NAME,
+    MODEL.RESNETS.DEPTH) than the config's. Files without metadata pass. Returns the metadata."""
     path = cfg.MODEL.WEIGHTS if path is None else path
     if not path:
         return None
@@ -215,73 +230,21 @@ def check_weights_match_config(cfg, path=None):
         raise type(error)(f"MODEL.WEIGHTS: {error}") from error
     if metadata is None:
         return None
-
-    problems, fixes = [], []
-    fmt = PixelFormat(  # as recorded: a classifier trained here may use a format of its own
-        key=metadata["pixel_format"], input_format=metadata["input_format"],
-        pixel_mean=tuple(metadata["pixel_mean"]), pixel_std=tuple(metadata["pixel_std"]),
-        stride_in_1x1=metadata.get("stride_in_1x1"), description="recorded in the file",
-    )
-    cfg_format = cfg.INPUT.FORMAT
-    cfg_mean, cfg_std = list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
-    if not fmt.matches(cfg_format, cfg_mean, cfg_std):
-        cfg_key = find_pixel_format(cfg_format, cfg_mean, cfg_std)
-        problems.append(
-            f"they were converted from {metadata['source']} ({metadata['input_format']}, mean "
-            f"{_fmt_list(metadata['pixel_mean'])}, std {_fmt_list(metadata['pixel_std'])}: "
-            f"pixel format {fmt.key!r}) but the config asks for {cfg_format} with mean "
-            f"{_fmt_list(cfg_mean)}, std {_fmt_list(cfg_std)} (INPUT.FORMAT, MODEL.PIXEL_MEAN, "
-            "MODEL.PIXEL_STD" + (f"; pixel format {cfg_key!r})" if cfg_key else ")")
-        )
-        fixes += [
-            f"INPUT.FORMAT {metadata['input_format']}",
-            f'MODEL.PIXEL_MEAN "{_fmt_list(metadata["pixel_mean"])}"',
-            f'MODEL.PIXEL_STD "{_fmt_list(metadata["pixel_std"])}"',
-        ]
-
-    arch, family = metadata.get("arch", ""), _backbone_family(cfg)
-    if arch.startswith("resnet") and family == "vgg" or arch == "vgg16" and family == "resnet":
-        problems.append(
-            f"they are {arch} weights but MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} builds "
-            f"a {'VGG' if family == 'vgg' else 'ResNet'} backbone"
-        )
-    elif arch.startswith("resnet") and family == "resnet":
-        depth = int(arch[len("resnet"):])
-        if cfg.MODEL.RESNETS.DEPTH != depth:
-            problems.append(
-                f"they are {arch} weights but MODEL.RESNETS.DEPTH={cfg.MODEL.RESNETS.DEPTH}"
-            )
-            fixes.append(f"MODEL.RESNETS.DEPTH {depth}")
-        stride_in_1x1 = metadata.get("stride_in_1x1")
-        bottleneck = depth in DEPTH_TABLE and DEPTH_TABLE[depth][0] is BottleneckBlock
-        if (
-            bottleneck
-            and stride_in_1x1 is not None
-            and bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1) != stride_in_1x1
-        ):
-            where = "first 1x1" if stride_in_1x1 else "3x3"
-            problems.append(
-                f"{metadata['source']} ResNets have the stride-2 of a bottleneck in the {where} "
-                f"conv but MODEL.RESNETS.STRIDE_IN_1X1={cfg.MODEL.RESNETS.STRIDE_IN_1X1}"
-            )
-            fixes.append(f"MODEL.RESNETS.STRIDE_IN_1X1 {stride_in_1x1}")
-
-    if not problems:
+    found = [p for p in [_pixel_problem(cfg, metadata)] if p] + _arch_problems(cfg, metadata)
+    if not found:
         return metadata
-    message = f"weights {path} do not fit the config: " + "; and ".join(problems) + ". "
+    message = f"weights {path} do not fit the config: " + "; and ".join(p for p, _ in found) + "."
+    fixes = [fix for _, more in found for fix in more]
     if fixes:
-        message += (
-            f"Use a config written for {fmt.key}-format weights, or set "
-            + " ".join(fixes)
-        )
-    raise WeightsConfigMismatchError(message.rstrip())
+        message += (f" Use a config written for {metadata['pixel_format']}-format weights, or "
+                    "set " + " ".join(fixes))
+    raise WeightsConfigMismatchError(message)
 
 
 class ResNetBackboneCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer that runs `check_weights_match_config` on every file it loads
-    (files without metadata, e.g. its own training checkpoints, pass unchecked) and counts
-    what of the backbone a file did not fill: a warning with the number, an error when it
-    filled none of it (a checkpoint of another network would else train from scratch)."""
+    """DetectionCheckpointer that runs `check_weights_match_config` on every file it loads and
+    counts what of the backbone a file did not fill: a warning with the number, an error when
+    it filled none (a checkpoint of another network would else train from scratch)."""
 
     def __init__(self, model, save_dir="", *, cfg=None, **kwargs):
         super().__init__(model, save_dir, **kwargs)

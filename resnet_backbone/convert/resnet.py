@@ -8,6 +8,17 @@ from .strict import expected_shapes, rename, resnet_depth, to_tensor
 # eps of Detectron2's FrozenBatchNorm2d and of torch's BatchNorm2d (both 1e-5).
 BN_EPS = 1e-5
 
+def _depth(what, keys, pattern, first_stage, third_conv, source_name, ignored):
+    """`strict.resnet_depth`, failing with the keys that are neither stem, block nor ignored."""
+    try:
+        return resnet_depth(keys, pattern, first_stage, third_conv)
+    except ValueError as error:
+        stem = {source_name(k) for k in expected_shapes("resnet18") if k.startswith("stem.")}
+        unknown = sorted(k for k in keys if not (re.match(pattern, k) or k in stem or ignored(k)))
+        extra = f"; {len(unknown)} unknown key(s): {', '.join(unknown)}" if unknown else ""
+        raise ValueError(f"cannot convert this {what} checkpoint: {error}{extra}") from None
+
+
 def _torchvision_name(name):
     """torchvision's key of a package key: `res3.0.conv2.norm.bias` -> `layer2.0.bn2.bias`."""
     if name.startswith("stem."):
@@ -21,12 +32,13 @@ def _torchvision_name(name):
 def convert_torchvision_resnet(state_dict):
     """torchvision `resnet18` .. `resnet152` -> package names, statistics unchanged (eps is
     1e-5 in both), so a model with `stride_in_1x1=False` computes what torchvision's does."""
-    try:
-        depth = resnet_depth(state_dict, r"layer([1-4])\.(\d+)\.", 1, ".conv3.")
-    except ValueError as error:
-        raise ValueError(f"cannot convert this torchvision ResNet checkpoint: {error}") from None
-    return rename("torchvision ResNet", state_dict, f"resnet{depth}", _torchvision_name,
-                  lambda key: key.startswith("fc.") or key.endswith(".num_batches_tracked"))
+    def ignored(key):
+        return key.startswith("fc.") or key.endswith(".num_batches_tracked")
+
+    what = "torchvision ResNet"
+    depth = _depth(what, state_dict, r"layer([1-4])\.(\d+)\.", 1, ".conv3.", _torchvision_name,
+                   ignored)
+    return rename(what, state_dict, f"resnet{depth}", _torchvision_name, ignored)
 
 
 _C2_BRANCH = {"shortcut": "branch1", "conv1": "branch2a", "conv2": "branch2b", "conv3": "branch2c"}
@@ -53,23 +65,24 @@ def convert_msra_resnet(blobs):
     the file has the statistics (`_bn_rm`, `_bn_riv`: Detectron2's files) they are used. A conv
     bias (MSRA's conv1 has one, Detectron's files one on every conv) is folded exactly into the
     running mean (mean - bias). `fc1000_*` and `*_momentum` are dropped."""
-    try:
-        depth = resnet_depth(blobs, r"res([2-5])_(\d+)_", 2, "branch2c")
-    except ValueError as error:
-        raise ValueError(f"cannot convert this MSRA ResNet checkpoint: {error}") from None
+    def ignored(key):
+        return key.endswith("_momentum") or key.startswith("fc1000_")
+
+    depth = _depth("MSRA ResNet", blobs, r"res([2-5])_(\d+)_", 2, "branch2c", _msra_name,
+                   lambda key: ignored(key) or key == "conv1_b")
     blobs, biases = dict(blobs), {}
     for name, shape in expected_shapes(f"resnet{depth}").items():
         if name.endswith(".weight") and ".norm." not in name:
             key = _msra_name(name)[: -len("_w")] + "_b"
             if key in blobs:
-                biases[name[: -len("weight")] + "norm.running_mean"] = to_tensor(key, blobs.pop(key))
+                mean = name[: -len("weight")] + "norm.running_mean"
+                biases[mean] = to_tensor(key, blobs.pop(key))
         elif name.endswith("running_mean"):
             mean, var = _msra_name(name), _msra_name(name.replace("mean", "var"))
             if mean not in blobs and var not in blobs:
                 blobs[mean] = torch.zeros(shape)
                 blobs[var] = torch.full(shape, 1.0 - BN_EPS)
-    converted = rename("MSRA ResNet", blobs, f"resnet{depth}", _msra_name,
-                       lambda key: key.endswith("_momentum") or key.startswith("fc1000_"))
+    converted = rename("MSRA ResNet", blobs, f"resnet{depth}", _msra_name, ignored)
     for name, bias in biases.items():
         converted[name] = converted[name] - bias
     return converted
