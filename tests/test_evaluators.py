@@ -161,8 +161,17 @@ def test_voc2012_submission_files_parse_back_to_the_predictions(voc2012_test, tm
         assert sorted(tar.getnames()) == sorted(
             f"results/VOC2012/Main/comp4_det_test_{c}.txt" for c in data.VOC_CLASS_NAMES
         )
-    parsed = data.read_voc_submission(out)
-    assert parsed == data.read_voc_submission(archive)
+    with tarfile.open(archive) as tar:
+        packed = {os.path.basename(m.name): tar.extractfile(m).read().decode() for m in tar}
+    assert packed == {f: open(os.path.join(main, f)).read() for f in expected_files}
+    parsed = {}  # class -> [(image_id, score, XYXY box)], inverting the devkit's 1-based corners
+    for name, text in packed.items():
+        cls = name[len("comp4_det_test_"):-len(".txt")]
+        parsed[cls] = []
+        for line in text.splitlines():
+            image_id, score, xmin, ymin, xmax, ymax = line.split()
+            box = (float(xmin) - 1, float(ymin) - 1, float(xmax), float(ymax))
+            parsed[cls].append((image_id, float(score), box))
 
     expected = {}
     for record, mine in zip(records, dets):

@@ -21,7 +21,6 @@ from .evaluation import (
     VOC07Evaluator,
     VOC2012SubmissionWriter,
     build_evaluator,
-    read_voc_submission,
 )
 from .layout import (
     PAPER_SPLITS,

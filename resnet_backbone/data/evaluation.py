@@ -15,10 +15,9 @@ import io
 import logging
 import math
 import os
-import re
 import tarfile
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -38,15 +37,6 @@ from ..files import atomic_write
 from .datasets import prepare_dataset
 from .layout import SYNTHETIC_COCO_SPLITS
 
-__all__ = [
-    "build_evaluator",
-    "fast_coco_eval_available",
-    "PaperCOCOEvaluator",
-    "VOC07Evaluator",
-    "VOC2012SubmissionWriter",
-    "read_voc_submission",
-]
-
 logger = logging.getLogger(__name__)
 
 VOC_SERVER = "http://host.robots.ox.ac.uk:8080/"
@@ -63,11 +53,7 @@ def fast_coco_eval_available() -> bool:
 
 
 class PaperCOCOEvaluator(COCOEvaluator):
-    """COCOEvaluator that reports 0 AP, not NaN, when the model detected nothing at all.
-
-    Detectron2 returns NaN for every metric when there is no detection to score; for a model that
-    ran and found nothing the average precision is 0, and reports and plots should say so.
-    """
+    """COCOEvaluator that reports 0 AP, not Detectron2's NaN, when the model detected nothing."""
 
     def reset(self):
         super().reset()
@@ -173,14 +159,12 @@ class VOC07Evaluator(DatasetEvaluator):
 
 
 class VOC2012SubmissionWriter(DatasetEvaluator):
-    """Writes detections on VOC 2012 test in the evaluation server's format; computes nothing.
+    """Writes detections on VOC 2012 test for the evaluation server; computes nothing.
 
-    Files: <output_dir>/results/VOC2012/Main/<competition>_det_test_<class>.txt, one line per
-    detection, `<image_id> <score> <xmin> <ymin> <xmax> <ymax>` with the devkit's 1-based pixel
-    corners (xmin = x0 + 1, xmax = x1 for a Detectron2 box [x0, y0, x1, y1]), every class present
-    (possibly empty); then <output_dir>/<dataset>_<competition>_results.tar.gz with the `results/`
-    tree at its top, ready to upload. comp4 is the "any training data" track, the one for models
-    pretrained on ImageNet as in the paper; use comp3 only for VOC-data-only training.
+    <output_dir>/results/VOC2012/Main/<competition>_det_test_<class>.txt hold one line per
+    detection, `<image_id> <score> <xmin> <ymin> <xmax> <ymax>` in the devkit's 1-based corners;
+    <output_dir>/<dataset>_<competition>_results.tar.gz packs them for upload. comp4 is the
+    track for ImageNet-pretrained models, as in the paper.
     """
 
     def __init__(self, dataset_name: str, output_dir: str, competition: str = "comp4",
@@ -259,61 +243,11 @@ def _write_tar_gz(archive: str, base_dir: str, files: List[str]) -> None:
     atomic_write(archive, write)
 
 
-_RESULT_FILE = re.compile(r"^(comp\d+)_det_([A-Za-z0-9]+)_(.+)\.txt$")
-
-
-def read_voc_submission(
-    path: str, competition: Optional[str] = None
-) -> Dict[str, List[Tuple[str, float, Tuple[float, float, float, float]]]]:
-    """Parse VOC detection result files back: {class: [(image_id, score, (x0, y0, x1, y1))]}.
-
-    `path` is a directory holding `<comp>_det_<set>_<class>.txt` files at any depth (for example
-    a VOC2012SubmissionWriter output folder) or a .tar/.tar.gz archive of them. Boxes come back
-    in Detectron2's XYXY_ABS coordinates (the inverse of the writer's 1-based conversion).
-    """
-    contents = {}  # class -> text
-    if os.path.isfile(path):
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar.getmembers():
-                m = _RESULT_FILE.match(os.path.basename(member.name))
-                if member.isfile() and m and competition in (None, m.group(1)):
-                    contents[m.group(3)] = tar.extractfile(member).read().decode("utf-8")
-    else:
-        for dirpath, _, names in os.walk(path):
-            for name in sorted(names):
-                m = _RESULT_FILE.match(name)
-                if m and competition in (None, m.group(1)):
-                    with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                        contents[m.group(3)] = f.read()
-    if not contents:
-        raise FileNotFoundError(f"no <comp>_det_<set>_<class>.txt result files under {path}")
-    parsed = {}
-    for cls, text in sorted(contents.items()):
-        entries = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != 6:
-                raise ValueError(f"{cls} line {lineno}: expected 6 fields, got {line!r}")
-            xmin, ymin, xmax, ymax = map(float, fields[2:])
-            entries.append((fields[0], float(fields[1]), (xmin - 1, ymin - 1, xmax, ymax)))
-        parsed[cls] = entries
-    return parsed
-
-
 def build_evaluator(
     cfg, dataset_name: str, output_folder: Optional[str] = None
 ) -> DatasetEvaluator:
-    """The evaluator for `dataset_name` that reports the paper's metric (see the module doc).
-
-    Args:
-        cfg: a Detectron2 config; only OUTPUT_DIR is read, for the default output folder
-            (may be None when output_folder is given).
-        dataset_name: a registered dataset name.
-        output_folder: where evaluators write predictions / result files;
-            default <OUTPUT_DIR>/inference/<dataset_name>.
-    """
+    """The evaluator reporting the paper's metric on `dataset_name` (see the module doc);
+    output_folder defaults to <cfg.OUTPUT_DIR>/inference/<dataset_name>."""
     if dataset_name not in DatasetCatalog:
         raise KeyError(
             f"build_evaluator: dataset '{dataset_name}' is not registered. Import "

@@ -1,29 +1,7 @@
-"""Where each dataset the paper uses lives under `$DETECTRON2_DATASETS`, in one table.
-
-Registration (`datasets.py`) and the tree checker (`datasets/check_datasets.py`) read this table.
-The relative paths are Detectron2's own (its builtin registration looks for `VOC2007/`, not
-`VOCdevkit/VOC2007/`, directly under the root).
-Nothing here imports Detectron2.
-"""
+"""Where each dataset the paper uses lives under `$DETECTRON2_DATASETS` (Detectron2's own
+relative paths: `VOC2007/`, not `VOCdevkit/VOC2007/`), read by registration and the checker."""
 import os
 from typing import Dict, NamedTuple, Optional, Tuple
-
-__all__ = [
-    "VOCSplit",
-    "COCOSplit",
-    "PAPER_SPLITS",
-    "PARTS",
-    "VOC_07_12",
-    "VOC_07PP_12",
-    "SHAPE_CLASSES",
-    "SYNTHETIC_DIRNAME",
-    "SYNTHETIC_VOC_DIRNAME",
-    "SYNTHETIC_COCO_SPLITS",
-    "SYNTHETIC_VOC_SPLITS",
-    "datasets_root",
-    "synthetic_root",
-]
-
 
 class VOCSplit(NamedTuple):
     dirname: str  # relative to the datasets root; holds Annotations/, ImageSets/, JPEGImages/
