@@ -1,17 +1,9 @@
-"""Registration of every dataset the reproduction uses into Detectron2's catalogs.
+"""Every dataset name the reproduction uses, registered in Detectron2's catalogs.
 
-Detectron2's `builtin` module registers the COCO splits under `$DETECTRON2_DATASETS` as it was at
-import; those entries are reused when they point at the same files. The VOC splits are always
-served by `load_voc_split`, whose errors name the xml file. Added here:
-
-    voc_2012_test                 images only (labels are on the evaluation server)
-    voc_2007_2012_trainval        VOC 07+12  = VOC_07_12 concatenated (paper Table 7, VOC 07 test)
-    voc_0712pp_trainval           VOC 07++12 = VOC_07PP_12 concatenated (Table 7, VOC 12 test)
-    synthetic_shapes_{train,val}      COCO form of the embedded synthetic data
-    synthetic_shapes_voc_{train,val}  VOC form of the same samples
-
-`register_all(root)` is idempotent; with another root it re-points every name above at it.
-The synthetic splits generate their data on first use (`prepare_dataset`).
+VOC splits are read by `load_voc_split` (errors name the xml file); Detectron2's builtin COCO
+entries are reused where they point at the same files. Added: voc_2012_test (images only),
+voc_2007_2012_trainval (07+12), voc_0712pp_trainval (07++12), synthetic_shapes_{train,val} (COCO
+form) and synthetic_shapes_voc_{train,val} (VOC form), generated on first use.
 """
 import os
 import xml.etree.ElementTree as ET
@@ -48,7 +40,7 @@ class VOCAnnotationError(ValueError):
     """A VOC xml file cannot be used; the message names the file."""
 
 
-def _read_ids(path: str) -> List[str]:
+def read_ids(path: str) -> List[str]:
     with open(path, encoding="utf-8") as f:
         return [line.split()[0] for line in f if line.strip()]
 
@@ -89,14 +81,11 @@ def _voc_object(obj, xml_file: str, class_names: Sequence[str]) -> Dict:
 def load_voc_split(
     dirname: str, split: str, class_names: Sequence[str], annotated: bool = True
 ) -> List[Dict]:
-    """Read a VOC-layout split into Detectron2 dicts, as Detectron2's `load_voc_instances` does
-    (VOC's 1-based inclusive corners become [xmin - 1, ymin - 1, xmax, ymax]; "difficult"
-    objects are kept), but every malformed xml raises `VOCAnnotationError` naming the file.
-    With `annotated=False` (VOC 2012 test) the records have no "annotations" and the size comes
-    from Annotations/<id>.xml when one exists, else from the image header.
-    """
+    """Detectron2's `load_voc_instances`, but a malformed xml raises `VOCAnnotationError`
+    naming it. With `annotated=False` (VOC 2012 test) records have no "annotations" and their
+    size comes from the xml when there is one, else from the image."""
     records = []
-    for file_id in _read_ids(os.path.join(dirname, "ImageSets", "Main", split + ".txt")):
+    for file_id in read_ids(os.path.join(dirname, "ImageSets", "Main", split + ".txt")):
         image_file = os.path.join(dirname, "JPEGImages", file_id + ".jpg")
         xml_file = os.path.join(dirname, "Annotations", file_id + ".xml")
         record = {"file_name": image_file, "image_id": file_id}
@@ -115,8 +104,7 @@ def load_voc_split(
 
 
 def prepare_dataset(name: str) -> None:
-    """Generate the embedded synthetic data behind `name` if it is not there yet (a tree already
-    there is used whatever parameters made it); nothing for other datasets."""
+    """Generate the synthetic data behind `name` if it is not there yet (any parameters)."""
     root = MetadataCatalog.get(name).get("synthetic_root") if name in MetadataCatalog else None
     if root and not synthetic.is_complete(root):
         synthetic.ensure_synthetic(root)
@@ -127,8 +115,8 @@ _OURS: Dict[str, tuple] = {}
 
 
 def _register(name: str, location: tuple, load, **metadata) -> None:
-    """(Re)register `name` unless it already points at `location`; the loader first runs
-    `prepare_dataset`, so every entry point that loads a split generates it on first use."""
+    """(Re)register `name` unless it already points at `location`; loading runs
+    `prepare_dataset` first."""
     if _OURS.get(name) == location and name in DatasetCatalog:
         return
     if name in DatasetCatalog:
@@ -148,8 +136,7 @@ def _register(name: str, location: tuple, load, **metadata) -> None:
 def register_voc(name: str, dirname: str, split: str, class_names: Sequence[str], *,
                  year: int = 2007, annotated: bool = True, evaluator_type: str = "pascal_voc",
                  **metadata) -> None:
-    """Register a VOC-layout split served by `load_voc_split` (year 2007 selects the VOC07
-    11-point AP in Detectron2's PascalVOCDetectionEvaluator)."""
+    """Register a VOC-layout split (year 2007: the VOC07 11-point AP when evaluated)."""
     classes = tuple(class_names)
     _register(name, ("voc", dirname, split, classes),
               lambda: load_voc_split(dirname, split, classes, annotated=annotated),
@@ -219,10 +206,8 @@ def register_synthetic(root: Optional[str] = None) -> None:
 
 
 def register_all(root: Optional[str] = None) -> None:
-    """Register (or re-point) every dataset name of the project under `root`.
-
-    `root` defaults to `$DETECTRON2_DATASETS` (or `datasets`), read now. Idempotent.
-    """
+    """Register (or re-point) every dataset name of the project under `root` (default
+    `$DETECTRON2_DATASETS`, read now). Idempotent."""
     root = datasets_root() if root is None else root
     register_paper_datasets(root)
     register_voc_combos()

@@ -1,16 +1,7 @@
-"""Checks of the datasets a run uses, before any training starts; also the engine of
-datasets/check_datasets.py.
-
-`validate_datasets(cfg)` (run by the start-up check before anything is written to OUTPUT_DIR)
-loads DATASETS.TRAIN and DATASETS.TEST and stops with a `DatasetError` naming the dataset, the
-file and the entry for: a COCO json that is missing, unparsable, has image entries without
-id/file_name/width/height, duplicate ids, annotations pointing at unknown images or categories;
-a VOC xml that is malformed, has no <size>, an unknown class, or (for evaluation) objects without
-the <pose>/<truncated>/<difficult> Detectron2's VOC evaluator reads; an empty split; a training
-split without boxes; a missing or unreadable image, one whose size differs from its annotation,
-or a 16-bit one (Detectron2's read_image would saturate it); and, with
-RESNET_BACKBONE_DATA.BAD_BOXES "error", boxes with no area or outside their image ("drop", the
-default, removes those from training and logs how many).
+"""Checks of the datasets a run uses, before any training starts (and for
+datasets/check_datasets.py): every problem Detectron2 would crash on hours later, or silently get
+wrong, stops with a `DatasetError` naming the dataset, the file and the entry. Unusable boxes are
+dropped from training (RESNET_BACKBONE_DATA.BAD_BOXES "drop", logged) or refused ("error").
 """
 import json
 import logging
@@ -24,7 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from .datasets import VOCAnnotationError, load_voc_split, prepare_dataset
+from .datasets import VOCAnnotationError, load_voc_split, prepare_dataset, read_ids
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +92,8 @@ def check_coco_json(json_file, dataset=""):
 
 def _voc_evaluation_problems(dirname, split):
     """Objects without the fields Detectron2's PascalVOCDetectionEvaluator reads."""
-    with open(os.path.join(dirname, "ImageSets", "Main", split + ".txt"), encoding="utf-8") as f:
-        ids = [line.split()[0] for line in f if line.strip()]
     problems = []
-    for file_id in ids:
+    for file_id in read_ids(os.path.join(dirname, "ImageSets", "Main", split + ".txt")):
         xml_file = os.path.join(dirname, "Annotations", file_id + ".xml")
         for obj in ET.parse(xml_file).iterfind("object"):
             absent = [k for k in _VOC_EVALUATOR_FIELDS if obj.find(k) is None]
@@ -179,9 +168,8 @@ def find_bad_boxes(dicts):
 
 
 def drop_bad_boxes(dicts, what="dataset"):
-    """The dicts without unusable boxes (records are shallow-copied where changed); logs how
-    many were dropped. Records left without boxes are kept (Detectron2's
-    DATALOADER.FILTER_EMPTY_ANNOTATIONS decides about those)."""
+    """The dicts without unusable boxes, logging how many were dropped (records left without
+    boxes are kept: DATALOADER.FILTER_EMPTY_ANNOTATIONS decides about those)."""
     bad = find_bad_boxes(dicts)
     if not bad:
         return dicts
@@ -238,10 +226,8 @@ def _load(name, meta):
 
 def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
                      training=False, evaluation=False):
-    """Check one registered dataset; returns a summary dict, raises DatasetError.
-
-    `training` requires at least one usable box; `evaluation` checks what the dataset's
-    evaluator reads besides the loaded dicts (the VOC xml fields)."""
+    """Check one registered dataset; returns a summary dict, raises DatasetError. `training`
+    requires a usable box; `evaluation` checks the VOC xml fields the evaluator reads."""
     if bad_boxes not in ("drop", "error"):
         raise DatasetError(f"RESNET_BACKBONE_DATA.BAD_BOXES must be 'drop' or 'error', "
                            f"not {bad_boxes!r}")
