@@ -1,16 +1,8 @@
-"""The drawing of one sample of the synthetic shapes dataset (written out by `synthetic.py`).
-
-Five shape classes (`layout.SHAPE_CLASSES`) are drawn on textured backgrounds (smooth noise,
-gradients, stripes, plus thin clutter lines that belong to no class). Each class has its own
-colour family, but a fraction of the objects (`colour_swap_prob`) take another class's colour, so
-a detector has to learn the outline too. Objects vary in size and rotation, may be cut by the
-image border, and overlap: later objects are drawn on top, and a placement is rejected when it
-would leave any object (itself included) with less than `min_visible` of its area in view, so
-every labelled object stays recognisable and no visible shape is left unlabelled. Boxes are the
-extent of the visible pixels, as in VOC and COCO.
-
-Sample `i` of a split is drawn from its own generator seeded with (seed, split, i), so it does not
-depend on how many other samples are made.
+"""The drawing of one synthetic sample: the five `layout.SHAPE_CLASSES` on textured backgrounds
+with unlabelled clutter, each class in its own colour family except a `colour_swap_prob`
+fraction (so the outline matters), of varied size and rotation, cut by the border and
+overlapping, but never with less than `min_visible` of an object in view. Boxes are the extent of
+the visible pixels. Sample `i` of a split has its own generator seeded with (seed, split, i).
 """
 import dataclasses
 import math

@@ -1,21 +1,8 @@
-"""The synthetic shapes dataset on disk: the project's embedded default data.
-
-The samples drawn by `shapes.render_sample` are written in two forms under one root:
-
-    <root>/manifest.json                       parameters + format version; written last
-    <root>/annotations/instances_{train,val}.json
-    <root>/images/{train,val}_NNNNNN.jpg
-    <root>/VOCshapes/Annotations/<id>.xml
-    <root>/VOCshapes/JPEGImages/<id>.jpg       the same bytes as images/
-    <root>/VOCshapes/ImageSets/Main/{train,val,trainval}.txt
-
-A box is stored so that both Detectron2 loaders give the same XYXY_ABS box [x0, y0, x1, y1]
-(x1, y1 exclusive): COCO `[x0, y0, x1 - x0, y1 - y0]`, VOC 1-based inclusive
-`xmin = x0 + 1, xmax = x1`. The same seed and parameters give byte-identical json, xml and jpg
-files with the same numpy and Pillow. The tree is built in a temporary sibling directory and
-renamed into place, so an interrupted run never leaves a tree that looks complete.
-
-Command line: tools/make_synthetic_data.py.
+"""The synthetic shapes dataset on disk, the project's embedded default data: the samples of
+`shapes.render_sample` as COCO (<root>/annotations, images/) and VOC (<root>/VOCshapes) trees
+with the same boxes, and <root>/manifest.json (parameters, format version) written last. A seed
+gives byte-identical files; the tree is built beside its place and renamed into it, so an
+interrupted run never leaves a tree that looks complete. CLI: tools/make_synthetic_data.py.
 """
 import dataclasses
 import io
@@ -177,12 +164,9 @@ def is_complete(root: str, params: Optional[SyntheticParams] = None) -> bool:
 
 
 def write_synthetic(root: str, params: SyntheticParams, force: bool = False) -> Dict:
-    """(Re)generate the tree at `root`, atomically; returns the manifest.
-
-    An existing `root` is replaced only if it is empty or a tree this generator wrote; anything
-    else is left alone and reported. When another process (say, another rank of a distributed
-    job) publishes the same tree first, that one is kept, unless `force`.
-    """
+    """(Re)generate the tree at `root`, atomically; returns the manifest. Only an empty `root`
+    or one this generator wrote is replaced; a tree another process published first with the
+    same parameters is kept unless `force`."""
     params.validate()
     root = os.path.abspath(root)
     if os.path.exists(root) and os.listdir(root) and read_manifest(root) is None:
@@ -224,15 +208,8 @@ def ensure_synthetic(
     force: bool = False,
     **options,
 ) -> str:
-    """Generate the synthetic tree at `root` unless it is already there with these parameters.
-
-    Args:
-        root: the synthetic dataset directory; default `$DETECTRON2_DATASETS/synthetic_shapes`.
-        seed, num_train, num_val: see `SyntheticParams`; other fields go in `options`.
-        force: regenerate even when a matching tree exists.
-    Returns:
-        the root directory.
-    """
+    """Generate the tree at `root` (default `synthetic_root()`) unless it is there with these
+    `SyntheticParams`; returns the root."""
     root = synthetic_root() if root is None else root
     params = SyntheticParams(seed=seed, num_train=num_train, num_val=num_val, **options).validate()
     if force or not is_complete(root, params):
