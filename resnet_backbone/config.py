@@ -54,4 +54,23 @@ def add_resnet_backbone_config(cfg):
     # Your own datasets, {name: {FORMAT: "voc" | "coco", paths, CLASSES}}, registered from the
     # config in every process by tools/train_net.py (format: resnet_backbone/data/custom.py).
     cfg.DATASETS.USER = CN(new_allowed=True)
+
+    # Divergence and recovery (resnet_backbone/engine.py). A run stops as soon as training
+    # looks diverged, before that iteration's checkpoint is written, and points
+    # OUTPUT_DIR/last_checkpoint at the newest checkpoint from before the divergence.
+    cfg.RESNET_BACKBONE_SOLVER = CN()
+    # Diverged when the total loss exceeds this multiple of the median loss of the last
+    # LOSS_WINDOW iterations (the jump that comes before a non-finite loss); 0 disables.
+    cfg.RESNET_BACKBONE_SOLVER.LOSS_SPIKE_FACTOR = 10.0
+    # Iterations in that running median (checked from the 3rd iteration of a run on).
+    cfg.RESNET_BACKBONE_SOLVER.LOSS_WINDOW = 20
+    # Diverged when the L2 norm of all trainable weights grows past this multiple of its
+    # value when the run started (or resumed); finite but huge weights are never saved
+    # then. 0 disables.
+    cfg.RESNET_BACKBONE_SOLVER.WEIGHT_NORM_GROWTH = 10.0
+    # With --resume: use the learning rates of this config (SOLVER.BASE_LR, BIAS_LR_FACTOR),
+    # the schedule continuing at the resumed iteration, instead of those saved in the
+    # checkpoint; e.g. a lower SOLVER.BASE_LR after a divergence.
+    cfg.RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR = False
+
     return add_classification_config(cfg)

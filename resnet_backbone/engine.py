@@ -6,16 +6,22 @@
   `last_checkpoint` pointing at it intact.
 * `Trainer`: Detectron2's DefaultTrainer with the above, the resumable data stream of
   `data/stream.py`, seeded model randomness (RPN / RoI sampling from SEED, rank and iteration),
-  the evaluator chosen by dataset, SIGTERM handling, and a clear message when the loss stops
-  being finite.
+  the evaluator chosen by dataset, SIGTERM handling, and divergence handling: a loss spike,
+  weights growing out of bounds or a non-finite loss stop the run before it saves diverged
+  weights, `last_checkpoint` is pointed at the newest checkpoint from before the divergence,
+  and `--resume` with RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR continues from there with
+  the config's (lowered) learning rate.
 """
 import glob
 import logging
 import os
+import re
 import signal
+import statistics
 import tempfile
 import threading
 import weakref
+from collections import deque
 from unittest import mock
 
 import torch
@@ -52,6 +58,10 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
     """ResNetBackboneCheckpointer whose `save` and `last_checkpoint` are atomic (local paths;
     other save dirs fall back to Detectron2's non-atomic writes)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.saved = {}  # iteration -> path, of the checkpoints this process saved
+
     def _local(self):
         return "://" not in self.save_dir
 
@@ -77,6 +87,8 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         os.makedirs(self.save_dir, exist_ok=True)
         atomic_write(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
+        if "iteration" in kwargs:
+            self.saved[kwargs["iteration"]] = path
 
     def tag_last_checkpoint(self, last_filename_basename):
         if not self._local():
@@ -84,8 +96,16 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
                      lambda f: f.write(last_filename_basename.encode()))
 
-    def last_complete_checkpoint(self):
-        return self.get_checkpoint_file() if self.has_checkpoint() else None
+    def checkpoint_of_lineage(self, *, up_to, started_at):
+        """The newest periodic checkpoint saved at iteration <= `up_to` by this run, or before
+        `started_at` (the one it resumed from and older): not a leftover of another attempt."""
+        found = dict(self.saved)
+        for path in glob.glob(os.path.join(glob.escape(self.save_dir), "model_*.pth")):
+            match = re.fullmatch(r"model_(\d+)\.pth", os.path.basename(path))
+            if match and int(match.group(1)) < started_at:
+                found.setdefault(int(match.group(1)), path)
+        usable = [i for i in found if i <= up_to]
+        return found[max(usable)] if usable else None
 
 
 class IterationSeedHook(HookBase):
@@ -139,6 +159,59 @@ class SaveOnSigterm(HookBase):
         )
 
 
+class TrainingDiverged(FloatingPointError):
+    """The loss spiked or the weights grew out of bounds (see DivergenceGuard)."""
+
+
+class DivergenceGuard(HookBase):
+    """Stops training with TrainingDiverged after an iteration whose total loss exceeds
+    `loss_spike_factor` times the median of the last `loss_window` iterations, or whose updated
+    weights have an L2 norm above `weight_norm_growth` times the norm at the start of the run.
+    Runs before the checkpointer hook, so the weights of that iteration are never saved.
+    A factor of 0 disables its check."""
+
+    MIN_LOSSES = 2  # a median of fewer previous iterations says nothing
+
+    def __init__(self, *, loss_spike_factor, loss_window, weight_norm_growth):
+        self.loss_spike_factor = loss_spike_factor
+        self.weight_norm_growth = weight_norm_growth
+        self.losses = deque(maxlen=loss_window)
+        self.start_norm = None
+
+    def _weight_norm(self):
+        norms = [p.detach().norm() for p in self.trainer.model.parameters() if p.requires_grad]
+        return torch.stack(norms).norm().item() if norms else 0.0
+
+    def before_train(self):
+        if self.weight_norm_growth:
+            self.start_norm = self._weight_norm()
+
+    def _problem(self):
+        if self.loss_spike_factor and comm.is_main_process():  # only rank 0 records losses
+            loss = self.trainer.storage.history("total_loss").latest()
+            if len(self.losses) >= self.MIN_LOSSES:
+                median = statistics.median(self.losses)
+                if loss > self.loss_spike_factor * median:
+                    return (f"the total loss {loss:.4g} is above RESNET_BACKBONE_SOLVER."
+                            f"LOSS_SPIKE_FACTOR={self.loss_spike_factor:g} times the median "
+                            f"{median:.4g} of the last {len(self.losses)} iterations")
+            self.losses.append(loss)
+        if self.weight_norm_growth:
+            norm = self._weight_norm()
+            if not norm <= self.weight_norm_growth * self.start_norm:  # also catches NaN
+                return (f"the weight norm {norm:.4g} is above RESNET_BACKBONE_SOLVER."
+                        f"WEIGHT_NORM_GROWTH={self.weight_norm_growth:g} times its value "
+                        f"{self.start_norm:.4g} at the start of the run")
+        return None
+
+    def after_step(self):
+        problem = self._problem()
+        if comm.get_world_size() > 1:
+            problem = next(filter(None, comm.all_gather(problem)), None)
+        if problem:
+            raise TrainingDiverged(problem)
+
+
 # ------------------------------------------------------------------------------------------
 # The trainer
 # ------------------------------------------------------------------------------------------
@@ -182,7 +255,11 @@ class Trainer(DefaultTrainer):
             old.model, self.cfg.OUTPUT_DIR, cfg=self.cfg, trainer=weakref.proxy(self)
         )
         hooks = super().build_hooks()
-        return [IterationSeedHook(training_seed(self.cfg)), *hooks, SaveOnSigterm()]
+        solver = self.cfg.RESNET_BACKBONE_SOLVER
+        guard = DivergenceGuard(loss_spike_factor=solver.LOSS_SPIKE_FACTOR,
+                                loss_window=solver.LOSS_WINDOW,
+                                weight_norm_growth=solver.WEIGHT_NORM_GROWTH)
+        return [IterationSeedHook(training_seed(self.cfg)), guard, *hooks, SaveOnSigterm()]
 
     def resume_or_load(self, resume=True):
         if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):
@@ -195,19 +272,66 @@ class Trainer(DefaultTrainer):
         if resume and self.start_iter:
             logger.info(f"resuming from {self.checkpointer.get_checkpoint_file()} at iteration "
                         f"{self.start_iter}")
+            self._check_learning_rates()
+
+    def _check_learning_rates(self):
+        """A resumed run keeps the checkpoint's learning rates unless
+        RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR asks for the config's; either way a
+        difference is logged, never ignored silently."""
+        model = getattr(self.model, "module", self.model)  # the optimizer was built unwrapped
+        wanted = self.build_optimizer(self.cfg, model).param_groups
+        groups, scheduler = self.optimizer.param_groups, self.scheduler
+        if [[id(p) for p in g["params"]] for g in wanted] != [[id(p) for p in g["params"]]
+                                                             for g in groups]:
+            raise ValueError(
+                "the config groups the parameters differently from the checkpoint's optimizer "
+                "(SOLVER.BIAS_LR_FACTOR or SOLVER.WEIGHT_DECAY* changed?); only SOLVER.BASE_LR "
+                "can change on --resume"
+            )
+        saved, config = list(scheduler.base_lrs), [g["lr"] for g in wanted]
+        if saved == config:
+            return
+        if not self.cfg.RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR:
+            logger.warning(
+                f"the checkpoint's learning rate {max(saved):g} is used, not the config's "
+                f"{max(config):g} (SOLVER.BASE_LR={self.cfg.SOLVER.BASE_LR:g}); set "
+                "RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR True to use the config's"
+            )
+            return
+        scheduler.base_lrs = config
+        for group, initial, lr in zip(groups, config, scheduler.get_lr()):
+            group["initial_lr"], group["lr"] = initial, lr
+        logger.info(f"learning rate {max(config):g} from the config (the checkpoint's: "
+                    f"{max(saved):g}), the schedule continuing at iteration {self.start_iter}")
 
     def train(self):
         try:
             return super().train()
         except FloatingPointError as e:
-            last = self.checkpointer.last_complete_checkpoint()
-            raise FloatingPointError(
-                f"training stopped at iteration {self.iter}: the loss or the weights are not "
-                f"finite ({e}). "
-                "Nothing was saved after that; the last complete checkpoint is "
-                f"{last or '(none)'}. Lower SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS, or "
-                "check the data, then restart (--resume continues from that checkpoint)."
-            ) from e
+            raise FloatingPointError(self._recover_from(e)) from e
+
+    def _recover_from(self, error):
+        """Point last_checkpoint at the newest checkpoint from before the divergence and say
+        how to continue. Weights saved after iteration i first meet the data at i + 1, so only
+        checkpoints up to two iterations before the failing one are known to be sound."""
+        good = self.checkpointer.checkpoint_of_lineage(up_to=self.iter - 2,
+                                                       started_at=self.start_iter)
+        pointer = os.path.join(self.cfg.OUTPUT_DIR, "last_checkpoint")
+        if comm.is_main_process():
+            if good:
+                self.checkpointer.tag_last_checkpoint(os.path.basename(good))
+            elif os.path.exists(pointer):
+                os.unlink(pointer)
+        start = (f"continues from {good}" if good else
+                 "starts again from MODEL.WEIGHTS, no checkpoint preceding the divergence")
+        return (
+            f"training stopped at iteration {self.iter}: it has diverged ({error}). Nothing "
+            f"was saved after that; last_checkpoint now names the newest checkpoint from before "
+            f"the divergence: {good or '(none)'}. Lower SOLVER.BASE_LR (or raise "
+            "SOLVER.WARMUP_ITERS, or check the data), then run the same command with --resume "
+            "and the overrides SOLVER.BASE_LR <lower> RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR "
+            f"True: it {start}, with the new learning rate."
+        )
 
 
 # The final evaluation tools/train_net.py leaves in OUTPUT_DIR (read by tools/report.py).

@@ -1,6 +1,9 @@
 """Training that survives kills: checkpoints are atomic, and a run killed with SIGKILL and
 restarted with --resume ends with exactly the weights of an uninterrupted run (CPU, fixed SEED).
-Also: a non-finite loss stops the run naming the iteration and keeps the last good checkpoint."""
+Also: a diverging run (loss spike, weights out of bounds, non-finite loss) stops before saving
+diverged weights, names the checkpoint from before the divergence, and recovers by following
+its message (--resume with a lower SOLVER.BASE_LR and RESUME_WITH_CONFIG_LR)."""
+import functools
 import os
 import re
 import signal
@@ -67,29 +70,77 @@ def test_killed_run_resumes_to_the_same_weights(train_net, six, tmp_path):
     assert not list(killed.glob(".*.tmp"))
 
 
+ADVICE = re.compile(
+    r"FloatingPointError: training stopped at iteration (\d+): it has diverged .*last_checkpoint "
+    r"now names the newest checkpoint from before the divergence: (\S+)\. .*run the same "
+    r"command with (--resume) and the overrides SOLVER.BASE_LR <lower> (\S+ True): it continues")
+
+
+def _advice(result):
+    match = ADVICE.search(result.stderr)
+    assert match, result.stderr[-3000:]
+    return int(match.group(1)), Path(match.group(2)), match.group(3), match.group(4).split()
+
+
+def _finite(weights):
+    return all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
 @pytest.mark.slow
-def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(train_net, six,
-                                                                           tmp_path):
+def test_non_finite_loss_stops_naming_the_checkpoint_from_before_it(train_net, six, tmp_path):
     out = tmp_path / "nan"
-    # An absurd learning rate makes the loss (or the predicted boxes) non-finite within a few
-    # iterations; a checkpoint is attempted after every iteration.
+    # With the early checks off, an absurd learning rate makes the loss (or the predicted
+    # boxes) non-finite within a few iterations; a checkpoint is attempted after every one.
     result = train_net(*six, "SOLVER.MAX_ITER", "20", "SOLVER.STEPS", "(19,)",
                        "SOLVER.BASE_LR", "1e12", "SOLVER.CHECKPOINT_PERIOD", "1",
-                       "OUTPUT_DIR", str(out))
+                       "RESNET_BACKBONE_SOLVER.LOSS_SPIKE_FACTOR", "0.0",
+                       "RESNET_BACKBONE_SOLVER.WEIGHT_NORM_GROWTH", "0.0", "OUTPUT_DIR", str(out))
     assert result.returncode != 0
-    match = re.search(r"FloatingPointError: training stopped at iteration (\d+): the loss or the "
-                      r"weights are not finite .*the last complete checkpoint is (\S+)\.",
-                      result.stderr)
-    assert match, result.stderr[-3000:]
-    iteration, last = int(match.group(1)), Path(match.group(2))
-    assert 0 < iteration < 19
-    assert last.parent == out and last.is_file()
-    assert (out / "last_checkpoint").read_text() == last.name
-    saved = torch.load(last, map_location="cpu", weights_only=False)
-    assert saved["iteration"] < iteration
-    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    iteration, good, _, _ = _advice(result)
+    assert 1 < iteration < 19
+    # the checkpoint of iteration - 1 (if written) holds the weights that gave the bad loss
+    assert good.parent == out and good.is_file()
+    assert (out / "last_checkpoint").read_text() == good.name
+    assert torch.load(good, map_location="cpu", weights_only=False)["iteration"] <= iteration - 2
+    assert _finite(_weights(good))
     assert not (out / "model_final.pth").exists()
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_diverged_run_recovers_by_following_the_message(train_net, six, tmp_path):
+    """A learning rate warming up to 100 makes the loss jump after a few iterations: the run
+    stops there, names a checkpoint from before, and the advised --resume with a lower
+    SOLVER.BASE_LR finishes from that checkpoint with the new learning rate."""
+    out = tmp_path / "diverged"
+    run = (*six, "SOLVER.MAX_ITER", "8", "SOLVER.STEPS", "(7,)", "SOLVER.CHECKPOINT_PERIOD", "1",
+           "SOLVER.WARMUP_ITERS", "100", "SOLVER.WARMUP_FACTOR", "0.0001",
+           "OUTPUT_DIR", str(out))
+    result = train_net(*run, "SOLVER.BASE_LR", "100.0")
+    assert result.returncode != 0
+    assert "LOSS_SPIKE_FACTOR" in result.stderr or "WEIGHT_NORM_GROWTH" in result.stderr
+    iteration, good, flag, overrides = _advice(result)
+    assert (out / "last_checkpoint").read_text() == good.name
+    saved = torch.load(good, map_location="cpu", weights_only=False)
+    assert saved["iteration"] <= iteration - 2 and _finite(saved["model"])
+    diverged_lrs = saved["trainer"]["hooks"]["LRScheduler"]["base_lrs"]
+
+    # Without the key, a lowered BASE_LR is not silently ignored: the log says which is used.
+    ignored = train_net(flag, *run, "SOLVER.BASE_LR", "0.01", "SOLVER.MAX_ITER",
+                        str(saved["iteration"] + 2))
+    assert ("the checkpoint's learning rate 100 is used, not the config's 0.01"
+            in ignored.stdout + ignored.stderr)
+    (out / "last_checkpoint").write_text(good.name)
+
+    result = train_net(flag, *run, "SOLVER.BASE_LR", "0.01", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert f"resuming from {good} at iteration {saved['iteration'] + 1}" in log
+    assert "learning rate 0.01 from the config (the checkpoint's: 100)" in log
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert final["iteration"] == 7 and _finite(final["model"])
+    resumed_lrs = final["trainer"]["hooks"]["LRScheduler"]["base_lrs"]
+    assert resumed_lrs == pytest.approx([lr * 1e-4 for lr in diverged_lrs])
 
 
 def _checkpointer(directory, model):
@@ -114,6 +165,72 @@ def test_failed_save_leaves_the_previous_checkpoint_and_pointer(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000001.pth"]
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     assert (tmp_path / "model_0000001.pth").read_bytes() == good
+
+
+class _Guarded:
+    """A DivergenceGuard on a one-layer model, fed losses by hand."""
+
+    def __init__(self, **factors):
+        from detectron2.utils.events import EventStorage
+
+        from resnet_backbone.engine import DivergenceGuard
+
+        self.model = torch.nn.Linear(4, 4)
+        self.storage = EventStorage()
+        self.guard = DivergenceGuard(**{"loss_spike_factor": 10.0, "loss_window": 5,
+                                        "weight_norm_growth": 10.0, **factors})
+        self.guard.trainer = self
+        self.guard.before_train()
+
+    def step(self, loss):
+        self.storage.put_scalar("total_loss", loss)
+        self.guard.after_step()
+
+
+def test_a_loss_spike_stops_training_but_fluctuations_do_not():
+    from resnet_backbone.engine import TrainingDiverged
+
+    run = _Guarded()
+    for loss in (5.0, 30.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 3.9, 0.3):  # falls, one bad batch
+        run.step(loss)
+    with pytest.raises(TrainingDiverged, match=r"total loss 9 is above RESNET_BACKBONE_SOLVER"
+                                               r"\.LOSS_SPIKE_FACTOR=10 times the median 0\.5"):
+        run.step(9.0)
+    unchecked = _Guarded(loss_spike_factor=0.0)
+    for loss in (1.0, 1.0, 1.0, 1e9):
+        unchecked.step(loss)
+
+
+def test_weights_growing_out_of_bounds_stop_training_before_they_are_saved():
+    from resnet_backbone.engine import TrainingDiverged
+
+    run = _Guarded(loss_spike_factor=0.0)
+    with torch.no_grad():
+        run.model.weight.mul_(5)
+    run.step(1.0)
+    with torch.no_grad():
+        run.model.weight.mul_(100)
+    with pytest.raises(TrainingDiverged, match="weight norm .* above RESNET_BACKBONE_SOLVER"
+                                               r"\.WEIGHT_NORM_GROWTH=10 times"):
+        run.step(1.0)
+    with torch.no_grad():
+        run.model.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged):
+        run.step(1.0)
+
+
+def test_the_checkpoint_before_a_divergence_is_of_this_run_or_older_than_its_start(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    for i in (3, 5, 7, 9):  # 7 and 9: left by an earlier attempt that got further
+        _checkpointer(tmp_path, model).save(f"model_{i:07d}", iteration=i)
+    checkpointer = _checkpointer(tmp_path, model)  # resumed from 5, saves 6 and 8
+    for i in (6, 8):
+        checkpointer.save(f"model_{i:07d}", iteration=i)
+    lineage = functools.partial(checkpointer.checkpoint_of_lineage, started_at=6)
+    assert lineage(up_to=9) == str(tmp_path / "model_0000008.pth")
+    assert lineage(up_to=7) == str(tmp_path / "model_0000006.pth")
+    assert lineage(up_to=5) == str(tmp_path / "model_0000005.pth")
+    assert lineage(up_to=2) is None
 
 
 def test_diverged_weights_are_never_saved(tmp_path):
