@@ -17,11 +17,11 @@ from .convert import convert_checkpoint
 from .files import atomic_write
 from .resnet import DEPTH_TABLE, BottleneckBlock
 from .weights import (
+    PIXEL_FORMATS,
     SOURCE_PIXEL_FORMATS,
     PixelFormat,
     find_pixel_format,
     get_known_weights,
-    get_pixel_format,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
     """The `resnet_backbone` entry of a converted file: the pixel format follows `source`."""
     if source not in SOURCE_PIXEL_FORMATS:
         raise ValueError(f"unknown source {source!r}; known: {sorted(SOURCE_PIXEL_FORMATS)}")
-    fmt = get_pixel_format(SOURCE_PIXEL_FORMATS[source])
+    fmt = PIXEL_FORMATS[SOURCE_PIXEL_FORMATS[source]]
     metadata = {
         "arch": arch,
         "source": source,

@@ -1,8 +1,7 @@
-"""`MODEL.WEIGHTS: imagenet://<name>` (a name of `weights.KNOWN_WEIGHTS`, e.g.
-torchvision/resnet101) resolved to a converted file cached in $RESNET_BACKBONE_CACHE (default
-~/.cache/resnet_backbone). The raw file is taken from torch hub's cache or Detectron2's download
-cache when it is there (so it works offline), downloaded otherwise. Importing this module
-registers the handler on Detectron2's PathManager.
+"""`MODEL.WEIGHTS: imagenet://<name>` (a `weights.KNOWN_WEIGHTS` name) as a converted file cached
+in $RESNET_BACKBONE_CACHE (default ~/.cache/resnet_backbone), made from the raw file in torch
+hub's or Detectron2's download cache (offline) or downloaded. Importing this module registers
+the handler on Detectron2's PathManager.
 """
 import logging
 import os
@@ -20,7 +19,6 @@ CACHE_ENV = "RESNET_BACKBONE_CACHE"
 DEFAULT_CACHE = "~/.cache/resnet_backbone"
 
 
-# ------------------------------------------------------------------------------------------
 def cache_dir():
     return os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
@@ -39,8 +37,7 @@ def _iopath_cache_dirs():
 
 
 def raw_file_candidates(entry):
-    """Places a raw copy of `entry` may already be: torch hub's checkpoints directory (where
-    torchvision downloads to) and Detectron2's download cache (where detectron2:// URLs go)."""
+    """Where torchvision (torch hub) and Detectron2 (iopath) would have downloaded `entry` to."""
     url_dir = os.path.dirname(urlparse(entry.url).path.lstrip("/"))
     return [os.path.join(torch.hub.get_dir(), "checkpoints", entry.filename)] + [
         os.path.join(d, url_dir, entry.filename) for d in _iopath_cache_dirs()
@@ -52,8 +49,7 @@ def _download(url, destination, hash_prefix=None):
 
 
 def fetch_raw_file(entry):
-    """Local path of the raw file of `entry`, downloading it (torchvision files into torch hub's
-    cache, the others into Detectron2's) if no cache has it."""
+    """Local path of the raw file of `entry`, downloaded into its publisher's cache if absent."""
     candidates = raw_file_candidates(entry)
     for candidate in candidates:
         if os.path.isfile(candidate):
@@ -83,8 +79,7 @@ def _is_current(path):
 
 
 def resolve_imagenet_weights(name):
-    """Local path of the converted weights `name` (e.g. "torchvision/resnet101"): from the
-    cache, else converted from a cached raw file, else downloaded and converted."""
+    """Local path of the converted weights `name` (e.g. "torchvision/resnet101")."""
     from iopath.common.file_io import file_lock
 
     entry = get_known_weights(name)
@@ -101,7 +96,7 @@ def resolve_imagenet_weights(name):
 
 
 class ImageNetWeightsHandler(PathHandler):
-    """Resolves `imagenet://<name>` (a name of `weights.KNOWN_WEIGHTS`) to a converted file."""
+    """`imagenet://<name>` -> the converted file."""
 
     PREFIX = IMAGENET_PREFIX
 

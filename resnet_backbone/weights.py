@@ -1,13 +1,7 @@
 """Known ImageNet checkpoints and the pixel formats they were trained with: data only.
 
-A checkpoint's pixel format is part of the checkpoint. A network trained on BGR images in
-0..255 with only the mean removed (Caffe, MSRA) computes garbage features from RGB images
-divided by the ImageNet std (torchvision), and vice versa, without any error being raised.
-`checkpoint.save_converted` therefore records the format of every converted file and
-`checkpoint.check_weights_match_config` compares it with the config before training starts.
-
-Conversion code is in `convert.py`; file handling, caching and the `imagenet://` names that
-resolve the entries below are in `checkpoint.py`.
+Features computed from pixels in another format than the weights were trained with are garbage
+without any error, so converted files record their format (`checkpoint.py`).
 """
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -15,11 +9,8 @@ from typing import Optional, Tuple
 
 @dataclass(frozen=True)
 class PixelFormat:
-    """What the first conv of a network expects, in Detectron2's terms.
-
-    `pixel_mean` and `pixel_std` are listed in the channel order of `input_format`, as
-    Detectron2's MODEL.PIXEL_MEAN / MODEL.PIXEL_STD are.
-    """
+    """What the first conv of a network expects, in Detectron2's terms (mean and std in the
+    channel order of `input_format`)."""
 
     key: str
     input_format: str  # INPUT.FORMAT
@@ -85,19 +76,13 @@ SOURCE_PIXEL_FORMATS = {
 
 @dataclass(frozen=True)
 class KnownWeights:
-    """One downloadable ImageNet checkpoint.
-
-    `name` is what follows `imagenet://` in MODEL.WEIGHTS. `sha256_prefix` is the hash prefix
-    torchvision puts in its file names (checked on download); `md5` is a full md5 where the
-    publisher gives one.
-    """
+    """One downloadable ImageNet checkpoint; `name` is what follows `imagenet://`."""
 
     name: str
     arch: str  # "resnet50", "vgg16": the architecture the converted weights are for
     source: str  # a key of SOURCE_PIXEL_FORMATS: which converter reads the file
     url: str
-    sha256_prefix: Optional[str]
-    md5: Optional[str]
+    sha256_prefix: Optional[str]  # torchvision's, from its file names; checked on download
     note: str = ""
 
     @property
@@ -115,33 +100,28 @@ _DETECTRON2 = "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA
 # in file names covers only the detection models it trained, not R-50.pkl / R-101.pkl.
 _NO_MSRA_CHECKSUM = "no published checksum (MODEL_ZOO.md gives none for ImageNet models)"
 
+
+
+def _torchvision(arch, sha256_prefix, source="torchvision"):
+    url = f"{_TORCHVISION}{arch}-{sha256_prefix}.pth"
+    return KnownWeights(f"torchvision/{arch}", arch, source, url, sha256_prefix)
+
+
 KNOWN_WEIGHTS = {
     w.name: w
     for w in (
-        KnownWeights("torchvision/resnet18", "resnet18", "torchvision",
-                     _TORCHVISION + "resnet18-f37072fd.pth", "f37072fd", None),
-        KnownWeights("torchvision/resnet34", "resnet34", "torchvision",
-                     _TORCHVISION + "resnet34-b627a593.pth", "b627a593", None),
-        KnownWeights("torchvision/resnet50", "resnet50", "torchvision",
-                     _TORCHVISION + "resnet50-0676ba61.pth", "0676ba61", None),
-        KnownWeights("torchvision/resnet101", "resnet101", "torchvision",
-                     _TORCHVISION + "resnet101-63fe2227.pth", "63fe2227", None),
-        KnownWeights("torchvision/resnet152", "resnet152", "torchvision",
-                     _TORCHVISION + "resnet152-394f9c45.pth", "394f9c45", None),
-        KnownWeights("torchvision/vgg16", "vgg16", "torchvision-vgg16",
-                     _TORCHVISION + "vgg16-397923af.pth", "397923af", None),
-        KnownWeights("msra/R-50", "resnet50", "msra", _DETECTRON2 + "R-50.pkl", None, None,
+        _torchvision("resnet18", "f37072fd"),
+        _torchvision("resnet34", "b627a593"),
+        _torchvision("resnet50", "0676ba61"),
+        _torchvision("resnet101", "63fe2227"),
+        _torchvision("resnet152", "394f9c45"),
+        _torchvision("vgg16", "397923af", source="torchvision-vgg16"),
+        KnownWeights("msra/R-50", "resnet50", "msra", _DETECTRON2 + "R-50.pkl", None,
                      "MSRA's original ResNet-50, converted by Detectron2; " + _NO_MSRA_CHECKSUM),
-        KnownWeights("msra/R-101", "resnet101", "msra", _DETECTRON2 + "R-101.pkl", None, None,
+        KnownWeights("msra/R-101", "resnet101", "msra", _DETECTRON2 + "R-101.pkl", None,
                      "MSRA's original ResNet-101, converted by Detectron2; " + _NO_MSRA_CHECKSUM),
     )
 }
-
-
-def get_pixel_format(key: str) -> PixelFormat:
-    if key not in PIXEL_FORMATS:
-        raise ValueError(f"unknown pixel format {key!r}; known: {sorted(PIXEL_FORMATS)}")
-    return PIXEL_FORMATS[key]
 
 
 def get_known_weights(name: str) -> KnownWeights:

@@ -1,22 +1,13 @@
-"""Your own datasets, declared in the config under `DATASETS.USER` and registered in every process.
+"""Your own datasets, declared under `DATASETS.USER` and registered in every process:
 
     DATASETS:
       USER:
         pets_train: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "trainval", CLASSES: ["cat", "dog"]}
-        pets_test: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "test", CLASSES: ["cat", "dog"]}
         parts_val: {FORMAT: "coco", JSON: "parts/val.json", IMAGE_ROOT: "parts/images"}
         leaves_train: {FORMAT: "imagefolder", ROOT: "leaves/train"}   # tools/pretrain_net.py
-      TRAIN: ("pets_train",)
-      TEST: ("pets_test",)
 
-A VOC entry reads DIRNAME/{Annotations,ImageSets/Main,JPEGImages} with your class names and is
-evaluated by Detectron2's PASCAL VOC evaluator (VOC07_METRIC: True for the 11-point AP); a COCO
-entry takes its classes from the json and is evaluated by COCOEvaluator; an ImageFolder entry
-(ROOT/<class>/<image>, classes in sorted folder order) is a classification set for
-tools/pretrain_net.py. Relative paths are
-relative to $DETECTRON2_DATASETS, as for Detectron2's builtin datasets. tools/train_net.py
-registers them from the config in every worker, so --num-gpus, torchrun, --resume and --eval-only
-with the run's config.yaml all see them.
+Relative paths are under $DETECTRON2_DATASETS. VOC entries are evaluated with Detectron2's VOC
+evaluator (VOC07_METRIC: True for the 11-point AP), COCO entries with COCOEvaluator.
 """
 import json
 import os
