@@ -109,18 +109,28 @@ def test_patched_archive_imports_export_and_analysis_without_caffe2(patched_arch
     assert Path(result.stdout.strip()).is_relative_to(patched_archive)
 
 
+def _fake_detectron2(site, model_zoo_source):
+    """A detectron2 package under `site` that the installer's probe imports (no _C adaptation
+    marker, as in a source build), with `model_zoo_source` as detectron2/model_zoo/model_zoo.py."""
+    modules = ["__init__", "_C", "layers", "modeling", "data", "engine", "evaluation",
+               "checkpoint", "utils/__init__", "utils/collect_env"]
+    for module in modules:
+        (site / "detectron2" / f"{module}.py").parent.mkdir(parents=True, exist_ok=True)
+        (site / "detectron2" / f"{module}.py").write_text("")
+    (site / "detectron2" / "config.py").write_text(
+        "class _Cfg:\n    def merge_from_file(self, path):\n        pass\n"
+        "def get_cfg():\n    return _Cfg()\n")
+    (site / "detectron2" / "model_zoo").mkdir()
+    (site / "detectron2" / "model_zoo" / "__init__.py").write_text("from .model_zoo import *\n")
+    (site / "detectron2" / "model_zoo" / "model_zoo.py").write_text(model_zoo_source)
+    return site / "detectron2"
+
+
 def test_source_build_without_pkg_resources_gets_the_setuptools_fix(tmp_path, monkeypatch):
     """Upstream main's model_zoo.py imports pkg_resources, which setuptools>=81 removed: the
     installer names the file and the fix instead of a bare traceback."""
     fake = tmp_path / "site"
-    modules = ["__init__", "_C", "layers", "modeling", "data", "engine", "evaluation",
-               "checkpoint", "utils/__init__", "utils/collect_env"]
-    for module in modules:
-        (fake / "detectron2" / f"{module}.py").parent.mkdir(parents=True, exist_ok=True)
-        (fake / "detectron2" / f"{module}.py").write_text("")
-    (fake / "detectron2" / "model_zoo").mkdir()
-    (fake / "detectron2" / "model_zoo" / "__init__.py").write_text("from .model_zoo import *\n")
-    (fake / "detectron2" / "model_zoo" / "model_zoo.py").write_text("import pkg_resources\n")
+    _fake_detectron2(fake, "import pkg_resources\n")
     # setuptools>=81 (no pkg_resources), whatever this environment has
     (fake / "sitecustomize.py").write_text("import sys\nsys.modules['pkg_resources'] = None\n")
     monkeypatch.setenv("PYTHONPATH", str(fake))
@@ -130,6 +140,20 @@ def test_source_build_without_pkg_resources_gets_the_setuptools_fix(tmp_path, mo
     message = str(error.value)
     assert str(fake / "detectron2" / "model_zoo" / "model_zoo.py") in message
     assert "setuptools 81" in message and 'pip install "setuptools<81"' in message
+
+
+def test_a_working_detectron2_of_the_user_is_left_alone(tmp_path, monkeypatch, capsys):
+    """A source build (no stand-in _C) that imports and reads a model-zoo config is kept."""
+    package = _fake_detectron2(tmp_path / "site", "def get_config_file(path):\n    return path\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    inst = _installer()
+
+    def must_not_install(python):
+        raise AssertionError("the installer replaced a working detectron2")
+
+    monkeypatch.setattr(inst, "install_adapted_detectron2", must_not_install)
+    inst.ensure_detectron2(Path(sys.executable))
+    assert f"at {package} works and is not ours: leaving it untouched" in capsys.readouterr().out
 
 
 def test_installed_adaptation_is_current():
