@@ -1,12 +1,6 @@
 """The fc6/fc7 box head of the VGG-16 Faster R-CNN baseline, for Detectron2's StandardROIHeads.
-
-Per RoI: the pooled 512x7x7 conv5_3 features are flattened in (C, H, W) order, which is the
-order of the ImageNet classifier's fc6 input (torchvision's `classifier.0`), then
-fc6 -> ReLU -> dropout -> fc7 -> ReLU -> dropout. The layers are named `fc6` and `fc7` like the
-converted ImageNet checkpoint (`convert.convert_torchvision_vgg16`), so Detectron2's checkpointer
-maps `fc6.*` / `fc7.*` onto `roi_heads.box_head.fc6.*` / `.fc7.*` by name suffix.
-The RoI pooling itself is Detectron2's ROIPooler (`MODEL.ROI_BOX_HEAD.POOLER_TYPE`): "ROIPool" as
-in the paper, or "ROIAlignV2".
+Pooled 512x7x7 RoIs are flattened in (C, H, W) order, as the ImageNet fc6 was trained; the layers
+are named like the converted checkpoint, so `fc6.*` / `fc7.*` load by name suffix.
 """
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_xavier_fill
@@ -27,23 +21,12 @@ class VGG16BoxHead(nn.Module):
 
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, fc_dim=IMAGENET_FC_DIM, dropout=0.5):
-        """
-        Args:
-            input_shape (ShapeSpec): channels, height and width of one pooled RoI.
-            fc_dim (int): width of fc6 and fc7.
-            dropout (float): dropout probability after fc6 and fc7 (0 for none).
-        """
         super().__init__()
-        if fc_dim <= 0:
-            raise ValueError(f"fc_dim must be positive, got {fc_dim}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         in_features = input_shape.channels * (input_shape.height or 1) * (input_shape.width or 1)
         self.fc6 = nn.Linear(in_features, fc_dim)
         self.drop6 = nn.Dropout(dropout)
         self.fc7 = nn.Linear(fc_dim, fc_dim)
         self.drop7 = nn.Dropout(dropout)
-        # Used when no ImageNet checkpoint is loaded; the checkpoint overwrites both layers.
         for layer in (self.fc6, self.fc7):
             c2_xavier_fill(layer)
         self._output_size = fc_dim
@@ -84,5 +67,4 @@ class VGG16BoxHead(nn.Module):
 
     @property
     def output_shape(self):
-        """ShapeSpec of the per-RoI feature vector (what FastRCNNOutputLayers reads)."""
         return ShapeSpec(channels=self._output_size)
