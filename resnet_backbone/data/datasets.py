@@ -145,22 +145,16 @@ def register_voc(name: str, dirname: str, split: str, class_names: Sequence[str]
 
 
 def _register_coco(name: str, json_file: str, image_root: str) -> None:
-    location = ("coco", json_file, image_root)
-    if _OURS.get(name) == location:
+    """Point `name` at these files, keeping the class metadata Detectron2's builtin entry has."""
+    meta = MetadataCatalog.get(name).as_dict() if name in DatasetCatalog else {}
+    if (meta.get("json_file"), meta.get("image_root")) == (json_file, image_root):
         return
-    meta = MetadataCatalog.get(name) if name in DatasetCatalog else None
-    if meta is not None and name not in _OURS:
-        if meta.get("json_file") == json_file and meta.get("image_root") == image_root:
-            return  # Detectron2's builtin entry, reused
-    # Keep the class metadata Detectron2 attached to its builtin COCO names.
-    keep = {}
-    if meta is not None:
-        class_keys = ("thing_classes", "thing_dataset_id_to_contiguous_id", "thing_colors")
-        keep = {k: v for k, v in meta.as_dict().items() if k in class_keys}
+    class_keys = ("thing_classes", "thing_dataset_id_to_contiguous_id", "thing_colors")
+    if meta:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
-    register_coco_instances(name, keep, json_file, image_root)
-    _OURS[name] = location
+    register_coco_instances(name, {k: v for k, v in meta.items() if k in class_keys},
+                            json_file, image_root)
 
 
 def register_paper_datasets(root: Optional[str] = None) -> None:
