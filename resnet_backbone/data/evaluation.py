@@ -77,7 +77,28 @@ class PaperCOCOEvaluator(COCOEvaluator):
         return results
 
 
-class VOC07Evaluator(DatasetEvaluator):
+class _DetectionList(DatasetEvaluator):
+    """Collects (class, image_id, score, XYXY box) of every detection."""
+
+    def reset(self):
+        self._detections = []
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            inst = out["instances"].to("cpu")
+            for box, score, cls in zip(inst.pred_boxes.tensor.double(), inst.scores.tolist(),
+                                       inst.pred_classes.tolist()):
+                self._detections.append((cls, inp["image_id"], float(score), box))
+
+    def _gathered(self):
+        """Every process's detections on the main process; None on the others."""
+        if not self._distributed:
+            return self._detections
+        parts = comm.gather(self._detections, dst=0)
+        return [d for part in parts for d in part] if comm.is_main_process() else None
+
+
+class VOC07Evaluator(_DetectionList):
     """PASCAL VOC 2007 mAP at IoU > 0.5 (11-point AP) for any registered detection dataset.
 
     Ground truth comes from `DatasetCatalog.get(dataset_name)`, so it works on COCO-form data;
@@ -92,23 +113,10 @@ class VOC07Evaluator(DatasetEvaluator):
         self._distributed = distributed
         self._iou_threshold = iou_threshold
 
-    def reset(self):
-        self._detections = []  # (class, image_id, score, box)
-
-    def process(self, inputs, outputs):
-        for inp, out in zip(inputs, outputs):
-            inst = out["instances"].to("cpu")
-            boxes = inst.pred_boxes.tensor.double()
-            for box, score, cls in zip(boxes, inst.scores.tolist(), inst.pred_classes.tolist()):
-                self._detections.append((cls, inp["image_id"], float(score), box))
-
     def evaluate(self):
-        detections = self._detections
-        if self._distributed:
-            gathered = comm.gather(self._detections, dst=0)
-            if not comm.is_main_process():
-                return {}
-            detections = [d for part in gathered for d in part]
+        detections = self._gathered()
+        if detections is None:
+            return {}
 
         # ground truth per (class, image): boxes and their "ignore" flags
         gt = defaultdict(lambda: [[], []])
@@ -158,7 +166,7 @@ class VOC07Evaluator(DatasetEvaluator):
         return {"bbox_voc07": metrics}
 
 
-class VOC2012SubmissionWriter(DatasetEvaluator):
+class VOC2012SubmissionWriter(_DetectionList):
     """Writes detections on VOC 2012 test for the evaluation server; computes nothing.
 
     <output_dir>/results/VOC2012/Main/<competition>_det_test_<class>.txt hold one line per
@@ -179,29 +187,15 @@ class VOC2012SubmissionWriter(DatasetEvaluator):
         self._competition = competition
         self._distributed = distributed
 
-    def reset(self):
-        self._lines = defaultdict(list)  # class index -> [(image_id, score, line)]
-
-    def process(self, inputs, outputs):
-        for inp, out in zip(inputs, outputs):
-            inst = out["instances"].to("cpu")
-            boxes = inst.pred_boxes.tensor.numpy().astype(np.float64)
-            for (x0, y0, x1, y1), score, cls in zip(boxes, inst.scores.tolist(),
-                                                    inst.pred_classes.tolist()):
-                image_id = inp["image_id"]
-                line = f"{image_id} {score:.6f} {x0 + 1:.2f} {y0 + 1:.2f} {x1:.2f} {y1:.2f}"
-                self._lines[cls].append((image_id, -score, line))
-
     def evaluate(self):
-        lines = self._lines
-        if self._distributed:
-            gathered = comm.gather(self._lines, dst=0)
-            if not comm.is_main_process():
-                return {}
-            lines = defaultdict(list)
-            for part in gathered:
-                for cls, entries in part.items():
-                    lines[cls].extend(entries)
+        detections = self._gathered()
+        if detections is None:
+            return {}
+        lines = defaultdict(list)  # class -> [(image_id, -score, line)]
+        for cls, image_id, score, box in detections:
+            x0, y0, x1, y1 = box.tolist()
+            line = f"{image_id} {score:.6f} {x0 + 1:.2f} {y0 + 1:.2f} {x1:.2f} {y1:.2f}"
+            lines[cls].append((image_id, -score, line))
 
         main_dir = os.path.join(self._output_dir, "results", "VOC2012", "Main")
         os.makedirs(main_dir, exist_ok=True)
@@ -215,12 +209,11 @@ class VOC2012SubmissionWriter(DatasetEvaluator):
             self._output_dir, f"{self._dataset_name}_{self._competition}_results.tar.gz"
         )
         _write_tar_gz(archive, self._output_dir, files)
-        total = sum(len(v) for v in lines.values())
         logger.info(
             "%s has no public labels, so no mAP here: wrote %d detections for %d classes to %s "
             "and packed them as %s. Upload that archive to the PASCAL VOC evaluation server "
             "(%s, account required) as a VOC2012 detection %s submission to get the mAP.",
-            self._dataset_name, total, len(files), main_dir, archive, VOC_SERVER, self._competition,
+            self._dataset_name, len(detections), len(files), main_dir, archive, VOC_SERVER, self._competition,
         )
         return {}
 
