@@ -60,13 +60,15 @@ def add_resnet_backbone_config(cfg):
     # OUTPUT_DIR/last_checkpoint at the newest checkpoint from before the divergence.
     cfg.RESNET_BACKBONE_SOLVER = CN()
     # Diverged when the total loss exceeds this multiple of the median loss of the last
-    # LOSS_WINDOW iterations (the jump that comes before a non-finite loss); 0 disables.
+    # LOSS_WINDOW iterations (the jump that comes before a non-finite loss) and the loss at
+    # the start of training (noise on a tiny loss late in training is no divergence);
+    # 0 disables.
     cfg.RESNET_BACKBONE_SOLVER.LOSS_SPIKE_FACTOR = 10.0
     # Iterations in that running median (checked from the 3rd iteration of a run on).
     cfg.RESNET_BACKBONE_SOLVER.LOSS_WINDOW = 20
     # Diverged when the L2 norm of all trainable weights grows past this multiple of its
-    # value when the run started (or resumed); finite but huge weights are never saved
-    # then. 0 disables.
+    # value at the start of training; finite but huge weights are never saved then.
+    # 0 disables.
     cfg.RESNET_BACKBONE_SOLVER.WEIGHT_NORM_GROWTH = 10.0
     # With --resume: use the learning rates of this config (SOLVER.BASE_LR, BIAS_LR_FACTOR),
     # the schedule continuing at the resumed iteration, instead of those saved in the

@@ -164,11 +164,13 @@ class TrainingDiverged(FloatingPointError):
 
 
 class DivergenceGuard(HookBase):
-    """Stops training with TrainingDiverged after an iteration whose total loss exceeds
-    `loss_spike_factor` times the median of the last `loss_window` iterations, or whose updated
-    weights have an L2 norm above `weight_norm_growth` times the norm at the start of the run.
-    Runs before the checkpointer hook, so the weights of that iteration are never saved.
-    A factor of 0 disables its check."""
+    """Stops training with TrainingDiverged after an iteration whose total loss exceeds both
+    `loss_spike_factor` times the median of the last `loss_window` iterations and the loss at
+    the start of training (noise on a tiny loss late in training is no divergence), or whose
+    updated weights have an L2 norm above `weight_norm_growth` times the norm at the start of
+    training. Runs before the checkpointer hook, so the weights of that iteration are never
+    saved. A factor of 0 disables its check. The start values travel in the checkpoints, so a
+    resumed run compares with the same ones."""
 
     MIN_LOSSES = 2  # a median of fewer previous iterations says nothing
 
@@ -176,32 +178,47 @@ class DivergenceGuard(HookBase):
         self.loss_spike_factor = loss_spike_factor
         self.weight_norm_growth = weight_norm_growth
         self.losses = deque(maxlen=loss_window)
-        self.start_norm = None
+        self.start = {"loss": None, "norm": None}
+
+    def state_dict(self):
+        return dict(self.start)
+
+    def load_state_dict(self, state):
+        self.start.update(state)
 
     def _weight_norm(self):
         norms = [p.detach().norm() for p in self.trainer.model.parameters() if p.requires_grad]
         return torch.stack(norms).norm().item() if norms else 0.0
 
     def before_train(self):
-        if self.weight_norm_growth:
-            self.start_norm = self._weight_norm()
+        if self.weight_norm_growth and self.start["norm"] is None:
+            self.start["norm"] = self._weight_norm()
+
+    def _loss_problem(self, loss):
+        if len(self.losses) < self.MIN_LOSSES:
+            return None
+        median = statistics.median(self.losses)
+        if self.start["loss"] is None:
+            self.start["loss"] = median
+        if loss > self.loss_spike_factor * median and loss > self.start["loss"]:
+            return (f"the total loss {loss:.4g} is above RESNET_BACKBONE_SOLVER."
+                    f"LOSS_SPIKE_FACTOR={self.loss_spike_factor:g} times the median {median:.4g} "
+                    f"of the last {len(self.losses)} iterations")
+        return None
 
     def _problem(self):
         if self.loss_spike_factor and comm.is_main_process():  # only rank 0 records losses
             loss = self.trainer.storage.history("total_loss").latest()
-            if len(self.losses) >= self.MIN_LOSSES:
-                median = statistics.median(self.losses)
-                if loss > self.loss_spike_factor * median:
-                    return (f"the total loss {loss:.4g} is above RESNET_BACKBONE_SOLVER."
-                            f"LOSS_SPIKE_FACTOR={self.loss_spike_factor:g} times the median "
-                            f"{median:.4g} of the last {len(self.losses)} iterations")
+            problem = self._loss_problem(loss)
+            if problem:
+                return problem
             self.losses.append(loss)
         if self.weight_norm_growth:
-            norm = self._weight_norm()
-            if not norm <= self.weight_norm_growth * self.start_norm:  # also catches NaN
+            norm, start = self._weight_norm(), self.start["norm"]
+            if not norm <= self.weight_norm_growth * start:  # also catches NaN
                 return (f"the weight norm {norm:.4g} is above RESNET_BACKBONE_SOLVER."
                         f"WEIGHT_NORM_GROWTH={self.weight_norm_growth:g} times its value "
-                        f"{self.start_norm:.4g} at the start of the run")
+                        f"{start:.4g} at the start of training")
         return None
 
     def after_step(self):
@@ -276,20 +293,11 @@ class Trainer(DefaultTrainer):
 
     def _check_learning_rates(self):
         """A resumed run keeps the checkpoint's learning rates unless
-        RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR asks for the config's; either way a
-        difference is logged, never ignored silently."""
-        model = getattr(self.model, "module", self.model)  # the optimizer was built unwrapped
-        wanted = self.build_optimizer(self.cfg, model).param_groups
-        groups, scheduler = self.optimizer.param_groups, self.scheduler
-        if [[id(p) for p in g["params"]] for g in wanted] != [[id(p) for p in g["params"]]
-                                                             for g in groups]:
-            raise ValueError(
-                "the config groups the parameters differently from the checkpoint's optimizer "
-                "(SOLVER.BIAS_LR_FACTOR or SOLVER.WEIGHT_DECAY* changed?); only SOLVER.BASE_LR "
-                "can change on --resume"
-            )
-        saved, config = list(scheduler.base_lrs), [g["lr"] for g in wanted]
-        if saved == config:
+        RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR asks for the config's; a difference is
+        never ignored silently."""
+        wanted = self.build_optimizer(self.cfg, self.model).param_groups
+        saved, config = list(self.scheduler.base_lrs), [g["lr"] for g in wanted]
+        if max(saved) == max(config):
             return
         if not self.cfg.RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR:
             logger.warning(
@@ -298,8 +306,16 @@ class Trainer(DefaultTrainer):
                 "RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR True to use the config's"
             )
             return
-        scheduler.base_lrs = config
-        for group, initial, lr in zip(groups, config, scheduler.get_lr()):
+        groups = self.optimizer.param_groups
+        if [[id(p) for p in g["params"]] for g in wanted] != [[id(p) for p in g["params"]]
+                                                             for g in groups]:
+            raise ValueError(
+                "RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR: the config groups the parameters "
+                "differently from the checkpoint's optimizer (SOLVER.BIAS_LR_FACTOR or "
+                "SOLVER.WEIGHT_DECAY* changed?); only SOLVER.BASE_LR can change on --resume"
+            )
+        self.scheduler.base_lrs = config
+        for group, initial, lr in zip(groups, config, self.scheduler.get_lr()):
             group["initial_lr"], group["lr"] = initial, lr
         logger.info(f"learning rate {max(config):g} from the config (the checkpoint's: "
                     f"{max(saved):g}), the schedule continuing at iteration {self.start_iter}")

@@ -191,11 +191,21 @@ def test_a_loss_spike_stops_training_but_fluctuations_do_not():
     from resnet_backbone.engine import TrainingDiverged
 
     run = _Guarded()
-    for loss in (5.0, 30.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 3.9, 0.3):  # falls, one bad batch
+    for loss in (5.0, 7.0, 30.0, 3.0, 2.0, 1.0, 0.5, 0.4, 3.9, 0.3):  # falls, two bad batches
         run.step(loss)
-    with pytest.raises(TrainingDiverged, match=r"total loss 9 is above RESNET_BACKBONE_SOLVER"
+    with pytest.raises(TrainingDiverged, match=r"total loss 40 is above RESNET_BACKBONE_SOLVER"
                                                r"\.LOSS_SPIKE_FACTOR=10 times the median 0\.5"):
-        run.step(9.0)
+        run.step(40.0)
+    # 10x the median, but far below the loss at the start of training: noise
+    late = _Guarded(weight_norm_growth=0.0)
+    for loss in (2.3, 2.2, *[0.01] * 5, 0.2):
+        late.step(loss)
+    resumed = _Guarded(weight_norm_growth=0.0)  # the start loss comes with the checkpoint
+    resumed.guard.load_state_dict(late.guard.state_dict())
+    for loss in (0.01, 0.01, 0.01, 0.2):
+        resumed.step(loss)
+    with pytest.raises(TrainingDiverged):
+        resumed.step(3.0)
     unchecked = _Guarded(loss_spike_factor=0.0)
     for loss in (1.0, 1.0, 1.0, 1e9):
         unchecked.step(loss)
