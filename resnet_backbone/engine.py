@@ -60,12 +60,14 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.saved = {}  # iteration -> path, of the checkpoints this process saved
+        self.saved = {}  # iteration -> path, of the checkpoints this run saved
 
     def _local(self):
         return "://" not in self.save_dir
 
     def save(self, name, **kwargs):
+        if "iteration" in kwargs:  # on every rank, though only the main one writes
+            self.saved[kwargs["iteration"]] = os.path.join(self.save_dir, f"{name}.pth")
         if not self.save_dir or not self.save_to_disk:
             return
         if not self._local():
@@ -87,8 +89,6 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         os.makedirs(self.save_dir, exist_ok=True)
         atomic_write(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
-        if "iteration" in kwargs:
-            self.saved[kwargs["iteration"]] = path
 
     def tag_last_checkpoint(self, last_filename_basename):
         if not self._local():
