@@ -234,7 +234,7 @@ class DivergenceGuard(HookBase):
 # ------------------------------------------------------------------------------------------
 class Trainer(DefaultTrainer):
     """DefaultTrainer with atomic checkpoints, a resumable data stream, per-iteration seeding,
-    the evaluator chosen by dataset, and a non-finite loss reported with its iteration."""
+    the evaluator chosen by dataset, and recovery from a divergence (see the module docstring)."""
 
     def __init__(self, cfg):
         # DefaultTrainer wraps the model with detectron2.engine.defaults.create_ddp_model.
