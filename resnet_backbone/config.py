@@ -75,4 +75,19 @@ def add_resnet_backbone_config(cfg):
     # checkpoint; e.g. a lower SOLVER.BASE_LR after a divergence.
     cfg.RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR = False
 
+
+    # The fast path (resnet_backbone/fast_path.py): switches that keep the model and its
+    # checkpoints as they are; configs/Base-FastPath.yaml turns them on.
+    cfg.MODEL.FAST_PATH = CN()
+    # Apply FrozenBN (and, in eval mode, BN) through the preceding convolution's weight and
+    # bias; exact up to float rounding, checkpoints keep the unfolded tensors and names.
+    cfg.MODEL.FAST_PATH.FOLD_FROZEN_BN = False
+    # Backbone and res5 head in the channels_last (NHWC) memory format.
+    cfg.MODEL.FAST_PATH.CHANNELS_LAST = False
+    # Backbone and res5 head under torch.autocast: "" (off), "bfloat16" (CPU and recent GPUs,
+    # no loss scaling), "float16" (CUDA, with SOLVER.AMP.ENABLED for loss scaling).
+    cfg.MODEL.FAST_PATH.AUTOCAST = ""
+    # torch.compile (dynamic shapes) of the backbone and the res5 head; the first iterations
+    # pay the compilation.
+    cfg.MODEL.FAST_PATH.COMPILE = False
     return add_classification_config(cfg)

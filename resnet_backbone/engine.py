@@ -35,6 +35,7 @@ from .data.evaluation import build_evaluator
 from .data.stream import (ResumableTrainLoader, build_resumable_train_loader, derive_seed,
                           training_seed)
 from .distributed import create_ddp_model
+from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
 
 logger = logging.getLogger(__name__)
@@ -249,6 +250,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         return build_resumable_train_loader(cfg)
+
+    @classmethod
+    def build_model(cls, cfg):
+        return apply_fast_path(cfg, super().build_model(cfg))
 
     @classmethod
     def check_startup(cls, cfg, *, world_size, resume=False, eval_only=False, validate_data=True):
