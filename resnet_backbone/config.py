@@ -75,7 +75,6 @@ def add_resnet_backbone_config(cfg):
     # checkpoint; e.g. a lower SOLVER.BASE_LR after a divergence.
     cfg.RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR = False
 
-
     # The fast path (resnet_backbone/fast_path.py): switches that keep the model and its
     # checkpoints as they are; configs/Base-FastPath.yaml turns them on.
     cfg.MODEL.FAST_PATH = CN()
