@@ -30,3 +30,35 @@ DETECTION_RESULTS = {
     ),
 }
 
+
+# Tables 2, 3, 4 (ImageNet val) and 6 (CIFAR-10 test): classification error in percent, keyed by
+# (test set, MODEL.CLASSIFIER.TEST_MODE of the run) -> [(table, setting, metric key of our
+# results, {architecture: value})]. Architectures carry their shortcut option (A: identity with
+# zero padding, B: projections where the shape changes, C: projections everywhere): Table 2's
+# ResNets and Table 6's use A, Tables 3 and 4's deeper ResNets B.
+CLASSIFICATION_RESULTS = {
+    ("imagenet_val", "10crop"): [
+        ("Table 2", "ImageNet val, 10-crop, top-1 err", "top1_err",
+         {"Plain-18": 27.94, "Plain-34": 28.54, "ResNet-18 A": 27.88, "ResNet-34 A": 25.03}),
+        ("Table 3", "ImageNet val, 10-crop, top-1 err", "top1_err",
+         {"VGG-16": 28.07, "ResNet-34 A": 25.03, "ResNet-34 B": 24.52, "ResNet-34 C": 24.19,
+          "ResNet-50 B": 22.85, "ResNet-101 B": 21.75, "ResNet-152 B": 21.43}),
+        ("Table 3", "ImageNet val, 10-crop, top-5 err", "top5_err",
+         {"VGG-16": 9.33, "ResNet-34 A": 7.76, "ResNet-34 B": 7.46, "ResNet-34 C": 7.40,
+          "ResNet-50 B": 6.71, "ResNet-101 B": 6.05, "ResNet-152 B": 5.71}),
+    ],
+    ("imagenet_val", "multiscale"): [
+        ("Table 4", "ImageNet val, single model multi-scale, top-1 err", "top1_err",
+         {"ResNet-34 B": 21.84, "ResNet-34 C": 21.53, "ResNet-50 B": 20.74,
+          "ResNet-101 B": 19.87, "ResNet-152 B": 19.38}),
+        ("Table 4", "ImageNet val, single model multi-scale, top-5 err", "top5_err",
+         {"ResNet-34 B": 5.71, "ResNet-34 C": 5.60, "ResNet-50 B": 5.25,
+          "ResNet-101 B": 4.60, "ResNet-152 B": 4.49}),
+    ],
+    # ResNet-110: best of 5 runs (the paper gives 6.61 +- 0.16 as their mean).
+    ("cifar10_test", "full"): [
+        ("Table 6", "CIFAR-10 test err", "top1_err",
+         {"ResNet-20 A": 8.75, "ResNet-32 A": 7.51, "ResNet-44 A": 7.17, "ResNet-56 A": 6.97,
+          "ResNet-110 A": 6.43, "ResNet-1202 A": 7.93}),
+    ],
+}

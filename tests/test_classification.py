@@ -222,3 +222,67 @@ def test_cifar10_pickles_load_as_images_with_labels(tmp_path):
     (directory / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
         load_cifar10(str(tmp_path), train=True)
+
+
+def test_shape_crops_are_the_objects_labelled_by_class_and_reproducible(tmp_path):
+    import pickle
+
+    from resnet_backbone.classification import shapes_crops
+    from resnet_backbone.data import SyntheticParams, render_sample
+
+    params = SyntheticParams(seed=3, num_train=4, num_val=2, min_side=64, max_side=80)
+    directory = tmp_path / shapes_crops.DIRNAME
+    records = shapes_crops.load_shapes_crops(str(directory), "train", params)
+    objects = [obj for i in range(4) for obj in render_sample(params, "train", i)[1]]
+    assert [r["label"] for r in records] == [obj["category_id"] for obj in objects]
+    assert all(r["image"].shape == (32, 32, 3) and r["image"].dtype == np.uint8 for r in records)
+    written = (directory / "train_batch").read_bytes()
+    (directory / "train_batch").unlink()
+    shapes_crops.ensure_batch(str(directory), "train", params)
+    assert (directory / "train_batch").read_bytes() == written
+    # a batch made with other parameters is made again
+    other = SyntheticParams(seed=4, num_train=4, num_val=2, min_side=64, max_side=80)
+    shapes_crops.ensure_batch(str(directory), "train", other)
+    assert pickle.loads((directory / "train_batch").read_bytes())["batch_label"] == \
+        shapes_crops.batch_label("train", other)
+
+
+def test_shape_crop_is_the_square_around_the_box_edges_extended():
+    from resnet_backbone.classification.shapes_crops import crop_object
+
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    image[10:26, 10:26] = 255  # a 16x16 white square: its 20x20 crop has a 2-pixel black margin
+    crop = crop_object(image, [10, 10, 26, 26], size=20)
+    assert crop[2:18, 2:18].min() == 255 and crop[:2].max() == 0 and crop[:, 18:].max() == 0
+    corner = crop_object(image, [0, 0, 8, 8], size=10)  # beyond the border: edge pixels repeat
+    assert corner.shape == (10, 10, 3) and corner.max() == 0
+
+
+def test_shape_crops_are_registered_as_classification_sets(tmp_path):
+    from detectron2.data import MetadataCatalog
+
+    from resnet_backbone.classification.shapes_crops import SPLITS, register_shapes_crops
+    from resnet_backbone.data import SHAPE_CLASSES
+
+    register_shapes_crops(str(tmp_path))
+    try:
+        for name in SPLITS:
+            meta = MetadataCatalog.get(name)
+            assert meta.evaluator_type == "classification"
+            assert meta.thing_classes == list(SHAPE_CLASSES)
+        assert not list(tmp_path.iterdir())  # nothing is drawn before a split is loaded
+    finally:
+        register_shapes_crops()
+
+
+def test_full_mode_scores_a_batch_as_each_image_alone():
+    cfg = classifier_cfg("build_cifar_resnet_backbone", **{
+        "MODEL.RESNETS.DEPTH": 20, "MODEL.RESNETS.OUT_FEATURES": ["res4"],
+        "MODEL.CLASSIFIER.NUM_CLASSES": 5, "MODEL.CLASSIFIER.TEST_MODE": "full"})
+    model = build_model(cfg).eval()
+    images = [{"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)} for _ in range(3)]
+    with torch.no_grad():
+        batched = model(images)
+        alone = [model([image])[0] for image in images]
+    for together, single in zip(batched, alone):
+        torch.testing.assert_close(together["scores"], single["scores"])

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from resnet_backbone.engine import FINAL_METRICS
-from resnet_backbone.paper import DETECTION_RESULTS
+from resnet_backbone.paper import CLASSIFICATION_RESULTS, DETECTION_RESULTS
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
@@ -108,3 +108,76 @@ def test_unfinished_run_is_named(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(FileNotFoundError, match="half"):
         report.build_rows([str(tmp_path / "half")])
+
+
+def fake_classifier_run(root, name, depth, metrics, *, residual=True, shortcut="A",
+                        test_mode="full", backbone="build_cifar_resnet_backbone", log=()):
+    run = Path(fake_run(root, name, backbone, depth, metrics, residual=residual))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["MODEL"]["RESNET_BACKBONE"]["SHORTCUT"] = shortcut
+    cfg["MODEL"]["CLASSIFIER"] = {"TEST_MODE": test_mode}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "metrics.json").write_text("".join(json.dumps(line) + "\n" for line in log))
+    return str(run)
+
+
+def errors(top1, top5=0.0):
+    return {"classification": {"top1_err": top1, "top5_err": top5, "num_images": 10}}
+
+
+@pytest.fixture
+def classifier_runs(tmp_path):
+    log = [{"iteration": 19, "total_loss": 1.5, "train_top1_err": 60.0},
+           {"iteration": 39, "train_top1_err": 40.0, "classification/top1_err": 45.0}]
+    return [
+        fake_classifier_run(tmp_path, "r56", 56, {"cifar10_test": errors(7.5)}, log=log),
+        fake_classifier_run(tmp_path, "r50", 50, {"imagenet_val": errors(23.0, 7.0)},
+                            shortcut="B", test_mode="10crop",
+                            backbone="build_paper_resnet_backbone"),
+        fake_classifier_run(tmp_path, "p56", 56, {"synthetic_shapes_cls_val": errors(12.5)},
+                            residual=False, log=log),
+    ]
+
+
+def test_classification_rows_follow_tables_2_3_4_and_6(classifier_runs):
+    rows = report.build_rows(classifier_runs)
+    assert all(r.task == "classification" for r in rows)
+    by_key = {(r.table, r.setting, r.architecture): r for r in rows}
+    cifar = by_key[("Table 6", "CIFAR-10 test err", "ResNet-56 A")]
+    assert (cifar.paper, cifar.ours, cifar.run) == (6.97, 7.5, classifier_runs[0])
+    assert cifar.difference == pytest.approx(0.53)
+    top5 = by_key[("Table 3", "ImageNet val, 10-crop, top-5 err", "ResNet-50 B")]
+    assert (top5.paper, top5.ours) == (6.71, 7.0)
+    # a 10-crop run is not a multi-scale one: Table 4's ResNet-50 row stays "not run"
+    multiscale = by_key[("Table 4", "ImageNet val, single model multi-scale, top-1 err",
+                         "ResNet-50 B")]
+    assert multiscale.run is None and multiscale.paper == 20.74
+    synthetic = [r for r in rows if r.architecture == "Plain-56"]
+    assert {r.setting: (r.ours, r.paper) for r in synthetic} == {
+        "synthetic_shapes_cls_val (full), top-1 err": (12.5, None),
+        "synthetic_shapes_cls_val (full), top-5 err": (0.0, None),
+    }
+    # every paper number once; no detection rows without a detection run
+    paper_rows = [r for r in rows if r.paper is not None]
+    assert len(paper_rows) == sum(len(t[3]) for ts in CLASSIFICATION_RESULTS.values()
+                                  for t in ts)
+
+
+def test_markdown_has_one_table_per_task(runs, classifier_runs):
+    text = report.to_markdown(report.build_rows(runs + classifier_runs))
+    detection, classification = text.strip().split("\n\n")
+    assert cells(detection.splitlines()[0])[1] == "train → test, metric"
+    lines = classification.splitlines()
+    assert cells(lines[0]) == ["table", "test set, metric", "network", "paper (%)", "ours (%)",
+                               "ours − paper", "run"]
+    assert ["Table 6", "CIFAR-10 test err", "ResNet-56 A", "6.97", "7.50", "+0.53",
+            classifier_runs[0]] in [cells(line) for line in lines[2:]]
+
+
+def test_error_curves_and_chart_of_classifier_runs(classifier_runs):
+    train, test = report.error_curves(classifier_runs[0])
+    assert (train, test) == ({19: 60.0, 39: 40.0}, {39: 45.0})
+    assert report.error_curves(classifier_runs[1]) == ({}, {})
+    rows = report.build_rows(classifier_runs)
+    png = report.chart_png(rows, classifier_runs)
+    assert png.startswith(b"\x89PNG")

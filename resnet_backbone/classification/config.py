@@ -27,6 +27,9 @@ def add_classification_config(cfg):
     cfg.MODEL.CLASSIFIER.TEST_RESIZE = 256
     cfg.MODEL.CLASSIFIER.TEST_CROP = 224
     cfg.MODEL.CLASSIFIER.TEST_SCALES = [224, 256, 384, 480, 640]
+    # Test images per forward pass and process; above 1 only for TEST_MODE "full" on images of
+    # one size (CIFAR-10), which are then scored as one batch.
+    cfg.MODEL.CLASSIFIER.TEST_IMS_PER_BATCH = 1
 
     cfg.INPUT.CLS = CN()
     # Training crops (Sec. 3.4): the shorter side is sampled uniformly from this range, then a

@@ -49,16 +49,15 @@ def register_image_folder(name, root):
         metadata.set(thing_classes=find_classes(root)[0])
 
 
-def load_cifar10(root, train):
-    """Dicts holding the images themselves (HxWx3 RGB uint8) from the python version of CIFAR-10
-    under root/cifar-10-batches-py; `file_name` names the record for error messages."""
-    directory = os.path.join(root, CIFAR10_DIRNAME)
-    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+def load_cifar_batches(directory, files):
+    """Dicts holding the images themselves (HxWx3 RGB uint8) from batches in CIFAR-10's python
+    format (a pickled {"data": N x 3072 planar RGB rows, "labels"}) under `directory`;
+    `file_name` names the record for error messages."""
     missing = [name for name in files if not os.path.isfile(os.path.join(directory, name))]
     if missing:
         raise FileNotFoundError(
-            f"CIFAR-10 files {missing} are missing in {directory} (the python version, "
-            "cifar-10-python.tar.gz, unpacked; see datasets/README.md)"
+            f"CIFAR-format files {missing} are missing in {directory} (CIFAR-10: the python "
+            "version, cifar-10-python.tar.gz, unpacked; see datasets/README.md)"
         )
     records = []
     for name in files:
@@ -70,6 +69,11 @@ def load_cifar10(root, train):
             records.append({"image": image, "label": int(label), "image_id": index,
                             "file_name": f"{directory}/{name}[{index}]"})
     return records
+
+
+def load_cifar10(root, train):
+    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    return load_cifar_batches(os.path.join(root, CIFAR10_DIRNAME), files)
 
 
 def register_cifar10(root=None):

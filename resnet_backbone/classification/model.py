@@ -13,6 +13,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.utils.events import get_event_storage
 
 from ..fc_box_head import VGG16BoxHead
 
@@ -71,8 +72,10 @@ class VGGClassifierHead(nn.Module):
 
 @META_ARCH_REGISTRY.register()
 class ImageClassifier(nn.Module):
-    """backbone -> head -> class scores. Training: {"loss_cls": cross-entropy}. Inference:
-    one {"scores": softmax probabilities} per image, from the views of `test_mode`."""
+    """backbone -> head -> class scores. Training: {"loss_cls": cross-entropy}, and the
+    batch's top-1 error (%) logged as "train_top1_err" (the thin curves of the paper's Figs. 4
+    and 6). Inference: one {"scores": softmax probabilities} per image, from the views of
+    `test_mode`."""
 
     @configurable
     def __init__(self, *, backbone, head, pixel_mean, pixel_std, input_format="BGR",
@@ -133,11 +136,16 @@ class ImageClassifier(nn.Module):
         return next(iter(self.backbone(images).values()))
 
     def forward(self, batched_inputs):
+        if not self.training and self.test_mode == "full":
+            images = torch.stack([self._normalize(d["image"]) for d in batched_inputs])
+            return [{"scores": s} for s in F.softmax(self.head(self._features(images)), dim=1)]
         if not self.training:
             return [{"scores": self.classify(d["image"])} for d in batched_inputs]
         images = torch.stack([self._normalize(d["image"]) for d in batched_inputs])
         labels = torch.tensor([d["label"] for d in batched_inputs], device=self.device)
         logits = self.head(self._features(images))
+        errors = (logits.detach().argmax(dim=1) != labels).float().mean()
+        get_event_storage().put_scalar("train_top1_err", 100.0 * float(errors))
         return {"loss_cls": F.cross_entropy(logits, labels,
                                             label_smoothing=self.label_smoothing)}
 

@@ -5,7 +5,11 @@ import itertools
 import logging
 import os
 
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+import torch
+
+from detectron2.data import DatasetCatalog, DatasetFromList, MapDataset, MetadataCatalog
+from detectron2.data.build import trivial_batch_collator
+from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
 
 from ..data.stream import build_resumable_train_loader
@@ -51,8 +55,15 @@ class ClassificationTrainer(Trainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name,
-                                           mapper=ClassificationMapper(cfg, False))
+        """Detectron2's test loader (every image once over the processes), with
+        MODEL.CLASSIFIER.TEST_IMS_PER_BATCH images per batch rather than one."""
+        dataset = MapDataset(DatasetFromList(DatasetCatalog.get(dataset_name), copy=False),
+                             ClassificationMapper(cfg, False))
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.MODEL.CLASSIFIER.TEST_IMS_PER_BATCH,
+            sampler=InferenceSampler(len(dataset)), collate_fn=trivial_batch_collator,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -64,6 +75,12 @@ class ClassificationTrainer(Trainer):
             raise ValueError(
                 f"MODEL.META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE}: tools/pretrain_net.py "
                 "trains ImageClassifier configs (detectors: tools/train_net.py)"
+            )
+        c = cfg.MODEL.CLASSIFIER
+        if c.TEST_IMS_PER_BATCH > 1 and c.TEST_MODE != "full":
+            raise ValueError(
+                f"MODEL.CLASSIFIER.TEST_IMS_PER_BATCH={c.TEST_IMS_PER_BATCH} needs TEST_MODE "
+                f"'full' (images of one size), not {c.TEST_MODE!r}; set it to 1"
             )
         if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
             raise ValueError("DATALOADER.ASPECT_RATIO_GROUPING must be False for classification "
