@@ -213,7 +213,8 @@ class VOC2012SubmissionWriter(_DetectionList):
             "%s has no public labels, so no mAP here: wrote %d detections for %d classes to %s "
             "and packed them as %s. Upload that archive to the PASCAL VOC evaluation server "
             "(%s, account required) as a VOC2012 detection %s submission to get the mAP.",
-            self._dataset_name, len(detections), len(files), main_dir, archive, VOC_SERVER, self._competition,
+            self._dataset_name, len(detections), len(files), main_dir, archive, VOC_SERVER,
+            self._competition,
         )
         return {}
 
