@@ -1,6 +1,7 @@
 """The command-line tools: analyze_model reproduces Table 1's multiply-adds; benchmark and
 draw_detections run end to end."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from resnet_backbone import paper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import analyze_model  # noqa: E402  (tools/analyze_model.py)
+import benchmark  # noqa: E402  (tools/benchmark.py)
 import benchmark_lib  # noqa: E402  (tools/benchmark_lib.py)
 
 
@@ -60,15 +62,28 @@ def test_every_benchmark_model_has_a_config_and_a_group():
         cfg = benchmark_lib.detection_cfg(name)
         assert cfg.MODEL.BACKBONE.FREEZE_AT == 2 and cfg.MODEL.RESNETS.NORM == "FrozenBN"
         assert cfg.MODEL.BACKBONE.NAME.startswith(
-            {"ours": "build_paper_resnet", "d2": "build_resnet", "vgg": "build_vgg16"}[
-                implementation])
+            {"ours": "build_paper_resnet", "fast": "build_paper_resnet", "d2": "build_resnet",
+             "vgg": "build_vgg16"}[implementation])
+        assert cfg.MODEL.FAST_PATH.FOLD_FROZEN_BN == (implementation == "fast")
         if implementation != "vgg":
             assert cfg.MODEL.RESNETS.DEPTH == depth
     groups = benchmark_lib.benchmark_groups(list(benchmark_lib.BENCHMARK_MODELS))
     assert sorted(sum(groups, [])) == sorted(benchmark_lib.BENCHMARK_MODELS)
-    assert groups == [["R50-C4", "R50-C4-d2"], ["R101-C4", "R101-C4-d2", "VGG16-C4"],
+    assert groups == [["R50-C4", "R50-C4-d2"],
+                      ["R101-C4", "R101-C4-d2", "VGG16-C4", "R101-C4-fast"],
                       ["R50-FPN", "R50-FPN-d2"], ["R101-FPN", "R101-FPN-d2"]]
     assert benchmark_lib.benchmark_groups(["VGG16-C4", "R50-FPN"]) == [["VGG16-C4"], ["R50-FPN"]]
+    assert benchmark_lib.benchmark_groups(["R101-C4-d2", "R101-C4-fast"]) == [
+        ["R101-C4-d2", "R101-C4-fast"]]
+
+
+def test_the_fast_path_row_is_base_fastpath():
+    cfg = benchmark_lib.detection_cfg("R101-C4-fast")
+    assert cfg.MODEL.FAST_PATH.CHANNELS_LAST and cfg.MODEL.FAST_PATH.AUTOCAST == "bfloat16"
+    assert cfg.MODEL.FAST_PATH.COMPILE
+    assert not benchmark_lib.detection_cfg("R101-C4-fast", compile=False).MODEL.FAST_PATH.COMPILE
+    assert benchmark.parse_args(["--fast-path"]).models[-1] == "R101-C4-fast"
+    assert "R101-C4-fast" not in benchmark.parse_args([]).models
 
 
 def test_calibrated_frozen_bn_normalises_its_input():
@@ -108,6 +123,36 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert comparison["first_loss_max_abs_difference"] < 1e-4
     printed = [cells(line) for line in completed.stdout.splitlines() if line.startswith("| ")]
     assert ["R50-C4-d2 / R50-C4", f"{comparison['time_ratio']:.3f}"] == printed[-1][:2]
+
+
+@pytest.mark.slow
+def test_benchmark_fast_path_row(tmp_path):
+    out = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [
+            sys.executable, str(ROOT / "tools" / "benchmark.py"), "--device", "cpu",
+            "--models", "R101-C4-d2", "--fast-path", "--no-compile", "--warmup", "0",
+            "--iters", "2", "--image-size", "64", "--rois-per-image", "16", "--quiet",
+            "--json", str(out),
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        # bfloat16 on virtual machines that advertise AMX without enabling it: see
+        # tests/test_fast_path.py
+        env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX512_CORE_BF16"),
+    )
+    assert completed.returncode == 0, completed.stderr
+    (report,) = json.loads(out.read_text())
+    fast, builtin = report["results"]["R101-C4-fast"], report["results"]["R101-C4-d2"]
+    assert fast["params"] == builtin["params"]  # the fast path changes no parameter
+    assert fast["images_per_second"] == pytest.approx(1 / fast["times"]["median"])
+    (comparison,) = report["comparisons"]
+    assert (comparison["ours"], comparison["reference"]) == ("R101-C4-fast", "R101-C4-d2")
+    # Same weights and inputs (the switches' equivalence itself: tests/test_fast_path.py).
+    assert set(fast["first_losses"]) == set(builtin["first_losses"])
+    assert all(math.isfinite(loss) for loss in fast["first_losses"].values())
+    rows = {cells(line)[0]: cells(line) for line in completed.stdout.splitlines()
+            if line.startswith("| ")}
+    assert rows["R101-C4-fast"][2] == f"{fast['images_per_second']:.2f}"
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,14 @@ batch and, for ours vs Detectron2's, from the same initial weights (so their fir
 exactly). Random weights get FrozenBN statistics calibrated on the batch so that training does
 not diverge. Prints the median step time (forward + backward + SGD step, after warm-up), its
 spread, CPU time, page faults, the peak memory the steps add, and the ratios Detectron2 / ours
-(>= 1: ours is not slower / uses no more memory).
+(>= 1: ours is not slower / uses no more memory), and images per second. `--fast-path` adds
+R-101 C4 with the switches of configs/Base-FastPath.yaml, compared with the built-in default.
 
     python tools/benchmark.py                          # CPU, and CUDA too where available
     python tools/benchmark.py --device cpu --repeats 3 --iters 4 --warmup 1
     python tools/benchmark.py --device cuda --amp
     python tools/benchmark.py --models R50-FPN R50-FPN-d2 --threads 1 --json bench.json
+    python tools/benchmark.py --device cuda --models R101-C4 R101-C4-d2 --fast-path --warmup 10
 
 Defaults: CPU 1 image of 512x672, 128 RoIs per image (about 7 minutes for all models on a quiet
 2-core machine); CUDA 2 images of 800x1056 and Detectron2's 512 RoIs per image.
@@ -33,7 +35,7 @@ from benchmark_lib import BENCHMARK_MODELS, format_benchmark, run_benchmark  # n
 
 from resnet_backbone.files import write_json  # noqa: E402
 
-DEFAULT_MODELS = list(BENCHMARK_MODELS)
+DEFAULT_MODELS = [name for name, (_, _, kind) in BENCHMARK_MODELS.items() if kind != "fast"]
 
 
 def parse_args(argv=None):
@@ -63,7 +65,8 @@ def parse_args(argv=None):
         help="images per step (default 1 on CPU, 2 on CUDA, Detectron2's 16 images / 8 GPUs)",
     )
     parser.add_argument(
-        "--models", nargs="+", default=DEFAULT_MODELS, choices=DEFAULT_MODELS, metavar="MODEL",
+        "--models", nargs="+", default=DEFAULT_MODELS, choices=list(BENCHMARK_MODELS),
+        metavar="MODEL",
         help=f"models to run (default all): {', '.join(DEFAULT_MODELS)}; '-d2' is Detectron2's "
         "built-in ResNet. Pairs and VGG16-C4 + R101-C4 run interleaved",
     )
@@ -78,10 +81,22 @@ def parse_args(argv=None):
         "at a few minutes since the C4 head runs res5 on every RoI; Detectron2's 512 on CUDA)",
     )
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument(
+        "--fast-path", action="store_true",
+        help="add R101-C4-fast: R101-C4 with configs/Base-FastPath.yaml (folded FrozenBN, "
+        "channels_last, bf16 autocast, torch.compile), compared with Detectron2's R101-C4-d2",
+    )
+    parser.add_argument(
+        "--no-compile", action="store_true",
+        help="the fast path without torch.compile (whose first steps compile for minutes on a "
+        "CPU; raise --warmup when compiling)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and data (default 0)")
     parser.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
+    if args.fast_path and "R101-C4-fast" not in args.models:
+        args.models = [*args.models, "R101-C4-fast"]
     if args.iters < 1 or args.warmup < 0 or args.repeats < 1:
         parser.error("--iters and --repeats must be >= 1, --warmup >= 0")
     return args
@@ -112,6 +127,7 @@ def main(argv=None):
             image_size=args.image_size or (800 if cuda else 512),
             rois_per_image=args.rois_per_image or (512 if cuda else 128),
             amp=args.amp and cuda, seed=args.seed, threads=args.threads, log=log,
+            compile=not args.no_compile,
         )
         reports.append(report)
         print(format_benchmark(report))

@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,10 +31,12 @@ from fvcore.nn import parameter_count
 from tabulate import tabulate
 
 from resnet_backbone.config import add_resnet_backbone_config
+from resnet_backbone.fast_path import apply_fast_path
 from resnet_backbone.resnet import DEPTH_TABLE, BasicBlock
 
 # name -> (depth, design, implementation). "ours" uses this package's builders, "d2" Detectron2's
-# built-in ResNet (build_resnet_backbone / build_resnet_fpn_backbone) with its own heads.
+# built-in ResNet (build_resnet_backbone / build_resnet_fpn_backbone) with its own heads, "fast"
+# ours with the switches of configs/Base-FastPath.yaml (tools/benchmark.py --fast-path).
 BENCHMARK_MODELS = {
     "R50-C4": (50, "C4", "ours"),
     "R50-C4-d2": (50, "C4", "d2"),
@@ -44,7 +47,9 @@ BENCHMARK_MODELS = {
     "R101-FPN": (101, "FPN", "ours"),
     "R101-FPN-d2": (101, "FPN", "d2"),
     "VGG16-C4": (16, "C4", "vgg"),
+    "R101-C4-fast": (101, "C4", "fast"),
 }
+FAST_PATH_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "Base-FastPath.yaml"
 # What is compared in the same interleaved run: (ours, reference). The VGG-16 baseline joins the
 # R-101 C4 group, as the paper compares exactly these two.
 BENCHMARK_PAIRS = (
@@ -52,17 +57,25 @@ BENCHMARK_PAIRS = (
     ("R101-C4", "R101-C4-d2"),
     ("R50-FPN", "R50-FPN-d2"),
     ("R101-FPN", "R101-FPN-d2"),
+    ("R101-C4-fast", "R101-C4-d2"),
 )
 VGG_VERSUS = ("VGG16-C4", "R101-C4")
+# Models that join the interleaved group of another: VGG-16 and the fast path join R-101 C4.
+JOINS = {"VGG16-C4": "R101-C4", "R101-C4-fast": "R101-C4"}
 
 
-def detection_cfg(name, *, device="cpu", num_classes=80, rois_per_image=512):
+def detection_cfg(name, *, device="cpu", num_classes=80, rois_per_image=512, compile=True):
     """Faster R-CNN config of benchmark model `name`: Detectron2's C4 / FPN defaults (its
     Base-RCNN-C4 / Base-RCNN-FPN settings), FrozenBN, FREEZE_AT 2, MSRA stride in the 1x1.
     `rois_per_image` is MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE (Detectron2's default 512); in the
-    C4 design the head's cost is proportional to it."""
+    C4 design the head's cost is proportional to it. The fast path's torch.compile is left out
+    when `compile` is False."""
     depth, design, implementation = BENCHMARK_MODELS[name]
     cfg = add_resnet_backbone_config(get_cfg())
+    if implementation == "fast":
+        cfg.merge_from_file(str(FAST_PATH_CONFIG))
+        cfg.MODEL.FAST_PATH.COMPILE = compile
+        implementation = "ours"
     cfg.MODEL.DEVICE = device
     cfg.MODEL.MASK_ON = False
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
@@ -201,7 +214,7 @@ def _training_step(model, batch, optimizer, scaler, storage, amp):
 def benchmark_worker(connection, spec):
     """Child process of `run_group` for one model: build it, then answer commands.
 
-    `spec`: name, device, batch_size, height, width, rois_per_image, seed, amp, threads,
+    `spec`: name, device, batch_size, height, width, rois_per_image, seed, amp, compile, threads,
     save_weights (path or None: write the initial state_dict there), load_weights (path or None:
     load it strictly after the FrozenBN calibration).
     Commands over `connection`: ("step",) -> wall and CPU seconds and minor page faults of one
@@ -214,7 +227,7 @@ def benchmark_worker(connection, spec):
         torch.manual_seed(spec["seed"])
         cuda = spec["device"] == "cuda"
         cfg = detection_cfg(spec["name"], device=spec["device"],
-                            rois_per_image=spec["rois_per_image"])
+                            rois_per_image=spec["rois_per_image"], compile=spec["compile"])
         model = build_model(cfg)
         batch = synthetic_batch(spec["batch_size"], spec["height"], spec["width"],
                                 seed=spec["seed"])
@@ -225,6 +238,7 @@ def benchmark_worker(connection, spec):
             model.load_state_dict(torch.load(spec["load_weights"], map_location=cfg.MODEL.DEVICE))
         if spec["save_weights"]:
             torch.save(model.state_dict(), spec["save_weights"])
+        apply_fast_path(cfg, model)  # after the weights, as Trainer.build_model + loading does
         model.train()
         trainable = [p for p in model.parameters() if p.requires_grad]
         # Detectron2's default solver: SGD, momentum 0.9, weight decay 1e-4, base LR 1e-3.
@@ -271,7 +285,7 @@ def summarize_times(seconds):
 
 
 def run_group(names, *, device, iters, warmup, batch_size, height, width, seed=0, amp=False,
-              threads, rois_per_image, reference_of, workdir, log):
+              compile=True, threads, rois_per_image, reference_of, workdir, log):
     """Benchmark `names` together: one process each, alive at the same time, taking single
     steps in turn (the order reversed every round). `reference_of` maps a model to the model
     whose initial weights it loads (ours -> Detectron2's). Returns {name: this run's numbers}."""
@@ -288,7 +302,8 @@ def run_group(names, *, device, iters, warmup, batch_size, height, width, seed=0
             parent_end, child_end = context.Pipe()
             spec = dict(
                 name=name, device=device, batch_size=batch_size, height=height, width=width,
-                seed=seed, amp=amp, threads=threads, rois_per_image=rois_per_image,
+                seed=seed, amp=amp, compile=compile, threads=threads,
+                rois_per_image=rois_per_image,
                 save_weights=weights(name) if name in reference_of.values() else None,
                 load_weights=weights(reference_of[name]) if name in reference_of else None,
             )
@@ -376,12 +391,13 @@ def compare(ours, reference):
 
 def benchmark_groups(models):
     """The requested models in the groups that run interleaved: each pair (ours, Detectron2's),
-    VGG16-C4 with the R-101 C4 pair, anything left alone."""
+    VGG16-C4 and the fast path with the R-101 C4 pair (JOINS), anything left alone."""
     groups, placed = [], set()
     for ours, reference in BENCHMARK_PAIRS:
+        if ours in JOINS:
+            continue
         group = [m for m in (ours, reference) if m in models]
-        if ours == VGG_VERSUS[1] and VGG_VERSUS[0] in models:
-            group.append(VGG_VERSUS[0])
+        group += [m for m in models if JOINS.get(m) == ours]
         if group:
             groups.append(group)
             placed.update(group)
@@ -389,7 +405,7 @@ def benchmark_groups(models):
 
 
 def run_benchmark(models, *, device, iters, warmup, repeats, batch_size, image_size, amp, seed,
-                  threads, rois_per_image, log):
+                  threads, rois_per_image, log, compile=True):
     """Run the requested models in their comparison groups, each group `repeats` times with
     fresh processes (the step order reversed every other time); returns results and
     comparisons. Images are `image_size` high and 4/3 of that wide (rounded to 32)."""
@@ -406,13 +422,15 @@ def run_benchmark(models, *, device, iters, warmup, repeats, batch_size, image_s
                     f"(run {repeat + 1}/{repeats})")
                 for name, run in run_group(
                     order, device=device, iters=iters, warmup=warmup, batch_size=batch_size,
-                    height=height, width=width, seed=seed, amp=amp, threads=threads,
+                    height=height, width=width, seed=seed, amp=amp, compile=compile,
+                    threads=threads,
                     rois_per_image=rois_per_image, reference_of=reference_of, workdir=workdir,
                     log=log,
                 ).items():
                     runs[name].append(run)
             for name in group:
                 results[name] = merge_runs(name, runs[name])
+                results[name]["images_per_second"] = batch_size / results[name]["times"]["median"]
     pairs = [pair for pair in BENCHMARK_PAIRS if set(pair) <= set(results)]
     if set(VGG_VERSUS) <= set(results):
         pairs.append(VGG_VERSUS[::-1])  # R-101 C4 as "ours", VGG-16 as the reference
@@ -428,6 +446,7 @@ def run_benchmark(models, *, device, iters, warmup, repeats, batch_size, image_s
         "batch_size": batch_size,
         "image_size": [height, width],
         "amp": amp,
+        "fast_path_compile": compile,
         "rois_per_image": rois_per_image,
         "results": results,
         "comparisons": [compare(results[ours], results[reference]) for ours, reference in pairs],
@@ -438,6 +457,7 @@ DESCRIPTIONS = {
     ("C4", "ours"): "build_paper_resnet_backbone + PaperRes5ROIHeads",
     ("C4", "d2"): "Detectron2 build_resnet_backbone + Res5ROIHeads",
     ("C4", "vgg"): "VGG-16 conv5_3 + RoIPool + fc6/fc7, StandardROIHeads",
+    ("C4", "fast"): "the above + configs/Base-FastPath.yaml",
     ("FPN", "ours"): "build_paper_resnet_fpn_backbone + StandardROIHeads",
     ("FPN", "d2"): "Detectron2 build_resnet_fpn_backbone + StandardROIHeads",
 }
@@ -447,7 +467,8 @@ def format_benchmark(report):
     """Markdown: what was run, one row per model, one row per comparison."""
     height, width = report["image_size"]
     models = [
-        [name, DESCRIPTIONS[BENCHMARK_MODELS[name][1:]], r["times"]["median"],
+        [name, DESCRIPTIONS[BENCHMARK_MODELS[name][1:]], r["images_per_second"],
+         r["times"]["median"],
          f"{r['times']['p25']:.3f}–{r['times']['p75']:.3f}",
          f"{r['times']['min']:.3f}–{r['times']['max']:.3f}", r["cpu_times"]["median"],
          r["minor_faults_per_step"] / 1e3, r["peak_memory"] / 2**20]
@@ -469,9 +490,11 @@ def format_benchmark(report):
         f"{report['warmup']} warm-up + {report['iters']} timed steps per model and run, "
         f"{report['repeats']} run(s) in fresh processes, the models of a group taking steps in "
         "turn.",
-        tabulate(models, ["model", "what", "step median (s)", "p25–p75 (s)", "min–max (s)",
-                          "CPU time median (s)", "page faults / step (k)", "peak memory (MiB)"],
-                 tablefmt="github", floatfmt=("", "", ".3f", "", "", ".3f", ".0f", ".0f")),
+        tabulate(models, ["model", "what", "images/s", "step median (s)", "p25–p75 (s)",
+                          "min–max (s)", "CPU time median (s)", "page faults / step (k)",
+                          "peak memory (MiB)"],
+                 tablefmt="github",
+                 floatfmt=("", "", ".2f", ".3f", "", "", ".3f", ".0f", ".0f")),
         tabulate(comparisons, ["reference / ours", "time ratio (of medians)",
                                "per-step ratio median [min, max]", "CPU-time ratio",
                                "memory ratio", "first losses, max abs diff"],
@@ -480,5 +503,6 @@ def format_benchmark(report):
         "Ratios are reference / ours: >= 1 means ours is not slower and uses no more memory. "
         "The reference is Detectron2's built-in ResNet of the same depth and design (loaded with "
         "the same initial weights, hence equal first losses); in the VGG16-C4 row it is VGG-16 "
-        "and 'ours' is R-101 C4, the paper's comparison. Peak memory: " + "; ".join(methods) + ".",
+        "and 'ours' is R-101 C4, the paper's comparison; R101-C4-fast is ours with the fast "
+        f"path{'' if report['fast_path_compile'] else ' without torch.compile'}. Peak memory: " + "; ".join(methods) + ".",
     ])
