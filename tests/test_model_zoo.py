@@ -33,12 +33,16 @@ def run(*command, cwd):
 
 def fresh_venv_seeing_this_environment(path):
     """A venv without pip whose only extra packages are this environment's, through a .pth
-    file (its .pth files, an editable resnet_backbone among them, are not processed)."""
+    file (its .pth files, an editable resnet_backbone among them, are not processed; an
+    editable detectron2 source build, which only such a file finds, is added by its folder)."""
+    import detectron2
+
+    paths = [*site.getsitepackages(), str(Path(detectron2.__file__).parents[1])]
     run(sys.executable, "-m", "venv", "--without-pip", path, cwd=path.parent)
     python = path / "bin" / "python"
     purelib = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
                   cwd=path.parent).strip()
-    Path(purelib, "project_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    Path(purelib, "project_environment.pth").write_text("\n".join(paths) + "\n")
     return python
 
 
