@@ -61,8 +61,9 @@ class TrainNet:
                               capture_output=True, text=True, env=self.env(**env), cwd=REPO,
                               timeout=timeout)
 
-    def popen(self, *args, **kwargs):
-        return subprocess.Popen(self.command(*args), env=self.env(), cwd=REPO, **kwargs)
+    def popen(self, *args, config=DEMO_CONFIG, script=TRAIN_NET, **kwargs):
+        return subprocess.Popen(self.command(*args, config=config, script=script),
+                                env=self.env(), cwd=REPO, **kwargs)
 
 
 @pytest.fixture(scope="session")

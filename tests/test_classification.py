@@ -286,3 +286,24 @@ def test_full_mode_scores_a_batch_as_each_image_alone():
         alone = [model([image])[0] for image in images]
     for together, single in zip(batched, alone):
         torch.testing.assert_close(together["scores"], single["scores"])
+
+
+def test_fast_path_switches_apply_to_the_classifier_with_the_same_scores():
+    """ClassificationTrainer builds through the engine's Trainer.build_model, so the detection
+    fast path (folded BN at inference, channels_last) reaches the classifier too."""
+    from resnet_backbone.classification.trainer import ClassificationTrainer
+    from resnet_backbone.fast_path import FoldedNormConv2d
+
+    overrides = {"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
+                 "MODEL.CLASSIFIER.TEST_RESIZE": 40, "MODEL.CLASSIFIER.TEST_CROP": 32}
+    torch.manual_seed(0)
+    default = ClassificationTrainer.build_model(classifier_cfg(**overrides)).eval()
+    fast = ClassificationTrainer.build_model(classifier_cfg(**overrides, **{
+        "MODEL.FAST_PATH.FOLD_FROZEN_BN": True, "MODEL.FAST_PATH.CHANNELS_LAST": True})).eval()
+    fast.load_state_dict(default.state_dict())
+    assert isinstance(fast.backbone.res3[0].conv1, FoldedNormConv2d)
+    image = torch.randint(0, 256, (3, 48, 56), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(fast([{"image": image}])[0]["scores"],
+                                   default([{"image": image}])[0]["scores"],
+                                   rtol=1e-4, atol=1e-6)

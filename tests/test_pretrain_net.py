@@ -1,7 +1,11 @@
 """tools/pretrain_net.py end to end on a tiny ImageFolder declared in the config: trains with the
 paper's recipe, evaluates with 10-crop testing, resumes, and exports a backbone that
 tools/train_net.py's pixel-format check and Detectron2's checkpointer accept."""
+import functools
 import json
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -126,3 +130,39 @@ def test_a_detection_config_is_refused_before_anything_runs(train_net, tmp_path)
     assert result.returncode != 0
     assert "MODEL.META_ARCHITECTURE=GeneralizedRCNN" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_killed_plain_net_run_resumes_to_the_same_weights(train_net, leaves_config, tmp_path):
+    """Plain-18 (no shortcuts) killed with SIGKILL after its first checkpoint, then --resume:
+    the same final weights as a run that was never interrupted (PreciseBN included)."""
+    plain = ("MODEL.RESNET_BACKBONE.RESIDUAL", "False", "SEED", "3", "DATASETS.TEST", "()")
+    run = functools.partial(train_net, config=leaves_config, script=PRETRAIN_NET)
+    straight = tmp_path / "straight"
+    result = run(*overrides(straight, max_iter=6), *plain)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    process = train_net.popen(*overrides(killed, max_iter=6), *plain, config=leaves_config,
+                              script=PRETRAIN_NET, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (killed / "last_checkpoint").exists():
+            assert process.poll() is None, "training ended before writing a checkpoint"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (killed / "model_final.pth").exists(), "the kill came too late to test anything"
+
+    result = run("--resume", *overrides(killed, max_iter=6), *plain)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = torch.load(straight / "model_final.pth", map_location="cpu",
+                          weights_only=False)["model"]
+    final = torch.load(killed / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert not any("shortcut" in key for key in final)
+    different = [k for k in expected if not torch.equal(expected[k], final[k])]
+    assert not different, f"weights differ after the resume: {different[:5]}"
