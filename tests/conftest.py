@@ -1,8 +1,10 @@
 """Shared fixtures: the embedded synthetic data, tiny CPU settings, and tools/train_net.py run in a
 subprocess on that data."""
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,24 @@ class TrainNet:
     def popen(self, *args, config=DEMO_CONFIG, script=TRAIN_NET, **kwargs):
         return subprocess.Popen(self.command(*args, config=config, script=script),
                                 env=self.env(), cwd=REPO, **kwargs)
+
+    def kill_after_first_checkpoint(self, output_dir, *args, config=DEMO_CONFIG, script=TRAIN_NET):
+        """Start the run writing to `output_dir` (`args` must point OUTPUT_DIR there), SIGKILL it
+        as soon as its first checkpoint is complete, and check that it had not finished."""
+        process = self.popen(*args, config=config, script=script, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 300
+            while not (output_dir / "last_checkpoint").exists():
+                assert process.poll() is None, "training ended before writing a checkpoint"
+                assert time.time() < deadline
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(60) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert not (output_dir / "model_final.pth").exists(), "the kill came too late to test"
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@ paper's recipe, evaluates with 10-crop testing, resumes, and exports a backbone 
 tools/train_net.py's pixel-format check and Detectron2's checkpointer accept."""
 import functools
 import json
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -142,21 +139,8 @@ def test_killed_plain_net_run_resumes_to_the_same_weights(train_net, leaves_conf
     assert result.returncode == 0, result.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    process = train_net.popen(*overrides(killed, max_iter=6), *plain, config=leaves_config,
-                              script=PRETRAIN_NET, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (killed / "last_checkpoint").exists():
-            assert process.poll() is None, "training ended before writing a checkpoint"
-            assert time.time() < deadline
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(60) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert not (killed / "model_final.pth").exists(), "the kill came too late to test anything"
+    train_net.kill_after_first_checkpoint(killed, *overrides(killed, max_iter=6), *plain,
+                                          config=leaves_config, script=PRETRAIN_NET)
 
     result = run("--resume", *overrides(killed, max_iter=6), *plain)
     assert result.returncode == 0, result.stderr[-3000:]

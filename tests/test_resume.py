@@ -41,20 +41,7 @@ def test_killed_run_resumes_to_the_same_weights(train_net, six, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    process = train_net.popen(*tiny, "OUTPUT_DIR", str(killed), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (killed / "last_checkpoint").exists():
-            assert process.poll() is None, "training ended before writing a checkpoint"
-            assert time.time() < deadline
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(60) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert not (killed / "model_final.pth").exists(), "the kill came too late to test anything"
+    train_net.kill_after_first_checkpoint(killed, *tiny, "OUTPUT_DIR", str(killed))
     killed_at = (killed / "last_checkpoint").read_text()
 
     result = train_net("--resume", *tiny, "OUTPUT_DIR", str(killed))
