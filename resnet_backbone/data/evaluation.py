@@ -3,7 +3,8 @@
     COCO splits (Table 8)         COCOEvaluator, bbox: "AP50" = mAP@.5, "AP" = mAP@[.5,.95]
     VOC 2007 test (Table 7)       PascalVOCDetectionEvaluator: bbox "AP50" = VOC07 11-point mAP
     VOC 2012 test (Table 7)       VOC2012SubmissionWriter: result files for the evaluation server
-    synthetic_shapes_{train,val}  COCOEvaluator plus VOC07Evaluator ("bbox_voc07": {"AP50"})
+    synthetic_shapes_{train,val}  COCOEvaluator plus VOC07Evaluator ("bbox_voc07": {"AP50"},
+                                  computed on the VOC-form twin)
     synthetic_shapes_voc_*        PascalVOCDetectionEvaluator (registered with year 2007)
 
 `build_evaluator(cfg, dataset_name, output_folder)` has the signature of
@@ -16,11 +17,8 @@ import logging
 import math
 import os
 import tarfile
-from collections import defaultdict
 from typing import List, Optional
 
-import numpy as np
-import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import (
     COCOEvaluator,
@@ -28,14 +26,11 @@ from detectron2.evaluation import (
     DatasetEvaluators,
     PascalVOCDetectionEvaluator,
 )
-from detectron2.evaluation.pascal_voc_evaluation import voc_ap
-from detectron2.structures import BoxMode
 from detectron2.utils import comm
-from torchvision.ops import box_iou
 
 from ..files import atomic_write
 from .datasets import prepare_dataset
-from .layout import SYNTHETIC_COCO_SPLITS
+from .layout import SYNTHETIC_COCO_SPLITS, SYNTHETIC_VOC_SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -77,96 +72,26 @@ class PaperCOCOEvaluator(COCOEvaluator):
         return results
 
 
-class _DetectionList(DatasetEvaluator):
-    """Collects (class, image_id, score, XYXY box) of every detection."""
+class VOC07Evaluator(PascalVOCDetectionEvaluator):
+    """The VOC07 11-point mAP of a synthetic COCO-form split, {"bbox_voc07": {"AP50": mAP}}:
+    Detectron2's VOC evaluator run on the split's VOC-form twin (same images and boxes)."""
 
-    def reset(self):
-        self._detections = []
+    def __init__(self, dataset_name: str):
+        split = SYNTHETIC_COCO_SPLITS[dataset_name]
+        super().__init__({s: n for n, s in SYNTHETIC_VOC_SPLITS.items()}[split])
 
     def process(self, inputs, outputs):
-        for inp, out in zip(inputs, outputs):
-            inst = out["instances"].to("cpu")
-            for box, score, cls in zip(inst.pred_boxes.tensor.double(), inst.scores.tolist(),
-                                       inst.pred_classes.tolist()):
-                self._detections.append((cls, inp["image_id"], float(score), box))
-
-    def _gathered(self):
-        """Every process's detections on the main process; None on the others."""
-        if not self._distributed:
-            return self._detections
-        parts = comm.gather(self._detections, dst=0)
-        return [d for part in parts for d in part] if comm.is_main_process() else None
-
-
-class VOC07Evaluator(_DetectionList):
-    """PASCAL VOC 2007 mAP at IoU > 0.5 (11-point AP) for any registered detection dataset.
-
-    Ground truth comes from `DatasetCatalog.get(dataset_name)`, so it works on COCO-form data;
-    crowd boxes ("iscrowd": 1) are ignored like VOC's "difficult" ones. On VOC-form data it gives
-    the number PascalVOCDetectionEvaluator gives. Results: {"bbox_voc07": {"AP50": mAP,
-    "AP50-<class>": AP, ...}} in percent; classes without ground truth are left out of the mean.
-    """
-
-    def __init__(self, dataset_name: str, distributed: bool = True, iou_threshold: float = 0.5):
-        self._dataset_name = dataset_name
-        self._class_names = list(MetadataCatalog.get(dataset_name).thing_classes)
-        self._distributed = distributed
-        self._iou_threshold = iou_threshold
+        # The twin's image ids are the file names' stems.
+        voc_ids = [{"image_id": os.path.splitext(os.path.basename(i["file_name"]))[0]}
+                   for i in inputs]
+        super().process(voc_ids, outputs)
 
     def evaluate(self):
-        detections = self._gathered()
-        if detections is None:
-            return {}
-
-        # ground truth per (class, image): boxes and their "ignore" flags
-        gt = defaultdict(lambda: [[], []])
-        num_positive = np.zeros(len(self._class_names), dtype=np.int64)
-        for record in DatasetCatalog.get(self._dataset_name):
-            for ann in record.get("annotations", []):
-                box = BoxMode.convert(list(map(float, ann["bbox"])), ann["bbox_mode"],
-                                      BoxMode.XYXY_ABS)
-                ignore = bool(ann.get("iscrowd", 0) or ann.get("difficult", 0))
-                entry = gt[ann["category_id"], record["image_id"]]
-                entry[0].append(box)
-                entry[1].append(ignore)
-                num_positive[ann["category_id"]] += not ignore
-
-        per_class = {}
-        for cls, name in enumerate(self._class_names):
-            if num_positive[cls] == 0:
-                continue
-            dets = [d for d in detections if d[0] == cls]
-            order = np.argsort([-d[2] for d in dets], kind="stable")
-            matched = set()
-            tp, fp = np.zeros(len(dets)), np.zeros(len(dets))
-            for rank, i in enumerate(order):
-                _, image_id, _, box = dets[i]
-                boxes, ignore = gt.get((cls, image_id), ([], []))
-                if not boxes:
-                    fp[rank] = 1
-                    continue
-                overlaps = box_iou(box[None], torch.as_tensor(boxes, dtype=torch.float64))[0]
-                j = int(overlaps.argmax())
-                if overlaps[j] <= self._iou_threshold:
-                    fp[rank] = 1
-                elif ignore[j]:
-                    continue
-                elif (image_id, j) in matched:
-                    fp[rank] = 1  # a second detection of an object already found
-                else:
-                    matched.add((image_id, j))
-                    tp[rank] = 1
-            tp, fp = np.cumsum(tp), np.cumsum(fp)
-            recall = tp / num_positive[cls]
-            precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-            per_class[name] = 100.0 * float(voc_ap(recall, precision, use_07_metric=True))
-
-        metrics = {"AP50": float(np.mean(list(per_class.values()))) if per_class else float("nan")}
-        metrics.update({f"AP50-{name}": ap for name, ap in per_class.items()})
-        return {"bbox_voc07": metrics}
+        results = super().evaluate()
+        return results and {"bbox_voc07": {"AP50": results["bbox"]["AP50"]}}
 
 
-class VOC2012SubmissionWriter(_DetectionList):
+class VOC2012SubmissionWriter(DatasetEvaluator):
     """Writes detections on VOC 2012 test for the evaluation server; computes nothing.
 
     <output_dir>/results/VOC2012/Main/<competition>_det_test_<class>.txt hold one line per
@@ -187,54 +112,57 @@ class VOC2012SubmissionWriter(_DetectionList):
         self._competition = competition
         self._distributed = distributed
 
-    def evaluate(self):
-        detections = self._gathered()
-        if detections is None:
-            return {}
-        lines = defaultdict(list)  # class -> [(image_id, -score, line)]
-        for cls, image_id, score, box in detections:
-            x0, y0, x1, y1 = box.tolist()
-            line = f"{image_id} {score:.6f} {x0 + 1:.2f} {y0 + 1:.2f} {x1:.2f} {y1:.2f}"
-            lines[cls].append((image_id, -score, line))
+    def reset(self):
+        self._lines = []  # (class, image_id, -score, line)
 
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            inst = out["instances"].to("cpu")
+            for (x0, y0, x1, y1), score, cls in zip(inst.pred_boxes.tensor.double().tolist(),
+                                                     inst.scores.tolist(),
+                                                     inst.pred_classes.tolist()):
+                line = f"{inp['image_id']} {score:.6f} {x0 + 1:.2f} {y0 + 1:.2f} {x1:.2f} {y1:.2f}"
+                self._lines.append((cls, inp["image_id"], -score, line))
+
+    def evaluate(self):
+        lines = self._lines
+        if self._distributed:
+            lines = [x for part in comm.gather(lines, dst=0) for x in part]
+            if not comm.is_main_process():
+                return {}
         main_dir = os.path.join(self._output_dir, "results", "VOC2012", "Main")
         os.makedirs(main_dir, exist_ok=True)
         files = []
         for cls, name in enumerate(self._class_names):
             path = os.path.join(main_dir, f"{self._competition}_det_{self._split}_{name}.txt")
-            text = "".join(line + "\n" for _, _, line in sorted(lines.get(cls, [])))
+            text = "".join(line + "\n" for c, *_, line in sorted(lines) if c == cls)
             atomic_write(path, lambda f, text=text: f.write(text.encode("utf-8")))
             files.append(path)
         archive = os.path.join(
             self._output_dir, f"{self._dataset_name}_{self._competition}_results.tar.gz"
         )
-        _write_tar_gz(archive, self._output_dir, files)
+        atomic_write(archive, lambda f: _write_tar_gz(f, self._output_dir, files))
         logger.info(
             "%s has no public labels, so no mAP here: wrote %d detections for %d classes to %s "
             "and packed them as %s. Upload that archive to the PASCAL VOC evaluation server "
             "(%s, account required) as a VOC2012 detection %s submission to get the mAP.",
-            self._dataset_name, len(detections), len(files), main_dir, archive, VOC_SERVER,
+            self._dataset_name, len(lines), len(files), main_dir, archive, VOC_SERVER,
             self._competition,
         )
         return {}
 
 
-def _write_tar_gz(archive: str, base_dir: str, files: List[str]) -> None:
-    """A reproducible .tar.gz: sorted members, no timestamps or owners."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+def _write_tar_gz(out, base_dir: str, files: List[str]) -> None:
+    """A reproducible .tar.gz of `files` into the binary file `out`: sorted members, no
+    timestamps or owners."""
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for path in sorted(files):
             info = tarfile.TarInfo(os.path.relpath(path, base_dir).replace(os.sep, "/"))
             with open(path, "rb") as f:
                 data = f.read()
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
-
-    def write(out):
-        with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
-            gz.write(raw.getvalue())
-
-    atomic_write(archive, write)
 
 
 def build_evaluator(
