@@ -21,12 +21,25 @@ except ImportError:  # run from a source checkout that is not installed
 
 from resnet_backbone.data import (  # noqa: E402
     PAPER_SPLITS,
+    SYNTHETIC_COCO_SPLITS,
+    SYNTHETIC_VOC_SPLITS,
     DatasetError,
     datasets_root,
     register_all,
     validate_dataset,
 )
-from resnet_backbone.data.layout import PARTS  # noqa: E402
+
+# Parts of the tree (what one archive, or one set of archives, provides), the splits each part
+# serves, and the number of images each split has in the official release.
+PARTS = {
+    "voc2007": {"voc_2007_trainval": 5011, "voc_2007_test": 4952},
+    "voc2012": {"voc_2012_trainval": 11540},
+    "voc2012_test": {"voc_2012_test": 10991},
+    "coco2014": {"coco_2014_train": 82783, "coco_2014_val": 40504},
+    "coco2014_minival": {"coco_2014_minival": 5000, "coco_2014_valminusminival": 35504},
+    "coco2017": {"coco_2017_train": 118287, "coco_2017_val": 5000},
+    "synthetic": dict.fromkeys([*SYNTHETIC_COCO_SPLITS, *SYNTHETIC_VOC_SPLITS]),  # generated
+}
 
 
 def check_part(part):

@@ -19,24 +19,6 @@ except ImportError:  # run from a source checkout that is not installed
 
 from resnet_backbone.data import synthetic, synthetic_root  # noqa: E402
 
-HELP = {
-    "seed": "random seed; sample i of a split depends only on (seed, split, i)",
-    "num_train": "images in the train split",
-    "num_val": "images in the val split",
-    "min_side": "smallest image width/height",
-    "max_side": "largest image width/height",
-    "min_objects": "fewest objects attempted per image",
-    "max_objects": "most objects attempted per image",
-    "min_object_frac": "smallest object diameter, as a fraction of the shorter image side",
-    "max_object_frac": "largest object diameter, as a fraction of the shorter image side",
-    "min_visible": "fraction of each object's area that must stay visible",
-    "occlusion_prob": "chance an object is placed against an earlier one",
-    "colour_swap_prob": "chance an object takes another class's colour",
-    "max_clutter": "most unlabelled clutter lines per image",
-    "jpeg_quality": "JPEG quality of the written images",
-}
-
-
 def save_previews(root, count, out_dir):
     """Draw the labelled boxes of the first `count` val images with Detectron2's Visualizer."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -57,24 +39,24 @@ def save_previews(root, count, out_dir):
 
 
 def main(argv=None):
-    defaults = synthetic.SyntheticParams()
+    fields = dataclasses.fields(synthetic.SyntheticParams)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=None,
                         help="output directory (default: $DETECTRON2_DATASETS/synthetic_shapes)")
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
     parser.add_argument("--preview", type=int, default=0, metavar="N",
                         help="also write N val images with their boxes drawn to <root>_preview/")
-    for field in dataclasses.fields(synthetic.SyntheticParams):
+    for field in fields:
         parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default),
-                            default=getattr(defaults, field.name), dest=field.name,
-                            help=f"{HELP[field.name]} (default: %(default)s)")
+                            default=field.default, dest=field.name,
+                            help=f"{field.metadata['help']} (default: %(default)s)")
     args = parser.parse_args(argv)
-    options = {name: getattr(args, name) for name in HELP}
     root = synthetic_root() if args.root is None else args.root
-    params = synthetic.SyntheticParams(**options)
+    params = synthetic.SyntheticParams(**{f.name: getattr(args, f.name) for f in fields})
     was_complete = not args.force and synthetic.is_complete(root, params)
     try:
-        synthetic.ensure_synthetic(root, force=args.force, **options)
+        if not was_complete:
+            synthetic.write_synthetic(root, params, force=args.force)
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Where each dataset the paper uses lives under `$DETECTRON2_DATASETS` (Detectron2's own
 relative paths: `VOC2007/`, not `VOCdevkit/VOC2007/`), read by registration and the checker."""
 import os
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 class VOCSplit(NamedTuple):
     dirname: str  # relative to the datasets root; holds Annotations/, ImageSets/, JPEGImages/
@@ -46,19 +46,6 @@ SYNTHETIC_DIRNAME = "synthetic_shapes"  # under the datasets root
 SYNTHETIC_VOC_DIRNAME = "VOCshapes"  # the VOC-form tree inside the synthetic root
 SYNTHETIC_COCO_SPLITS = {"synthetic_shapes_train": "train", "synthetic_shapes_val": "val"}
 SYNTHETIC_VOC_SPLITS = {"synthetic_shapes_voc_train": "train", "synthetic_shapes_voc_val": "val"}
-
-
-# Parts of the tree (what one archive, or one set of archives, provides), the splits each part
-# serves, and the number of images each split has in the official release.
-PARTS: Dict[str, Dict[str, Optional[int]]] = {
-    "voc2007": {"voc_2007_trainval": 5011, "voc_2007_test": 4952},
-    "voc2012": {"voc_2012_trainval": 11540},
-    "voc2012_test": {"voc_2012_test": 10991},
-    "coco2014": {"coco_2014_train": 82783, "coco_2014_val": 40504},
-    "coco2014_minival": {"coco_2014_minival": 5000, "coco_2014_valminusminival": 35504},
-    "coco2017": {"coco_2017_train": 118287, "coco_2017_val": 5000},
-    "synthetic": dict.fromkeys([*SYNTHETIC_COCO_SPLITS, *SYNTHETIC_VOC_SPLITS]),  # generated
-}
 
 
 def datasets_root() -> str:

@@ -21,22 +21,32 @@ _CLASS_COLOURS = np.array(
 _SUPERSAMPLE = 2  # sub-samples per pixel side used for anti-aliased edges
 
 
+def _param(default, help):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class SyntheticParams:
-    seed: int = 0
-    num_train: int = 200
-    num_val: int = 50
-    min_side: int = 160  # image width and height are drawn from [min_side, max_side]
-    max_side: int = 224
-    min_objects: int = 1  # objects attempted per image; a placement that fails is skipped
-    max_objects: int = 5
-    min_object_frac: float = 0.18  # object diameter as a fraction of the shorter image side
-    max_object_frac: float = 0.5
-    min_visible: float = 0.5  # fraction of an object's own area that must stay in view
-    occlusion_prob: float = 0.35  # chance an object is placed against an earlier one
-    colour_swap_prob: float = 0.2  # chance an object takes another class's colour
-    max_clutter: int = 3  # thin unlabelled lines drawn into the background
-    jpeg_quality: int = 92
+    """What the generator draws; each field's help is also its tools/make_synthetic_data.py
+    option's."""
+
+    seed: int = _param(0, "random seed; sample i of a split depends only on (seed, split, i)")
+    num_train: int = _param(200, "images in the train split")
+    num_val: int = _param(50, "images in the val split")
+    min_side: int = _param(160, "smallest image width/height")
+    max_side: int = _param(224, "largest image width/height")
+    min_objects: int = _param(1, "fewest objects attempted per image (a failed placement is "
+                                 "skipped)")
+    max_objects: int = _param(5, "most objects attempted per image")
+    min_object_frac: float = _param(0.18, "smallest object diameter, as a fraction of the "
+                                          "shorter image side")
+    max_object_frac: float = _param(0.5, "largest object diameter, as a fraction of the shorter "
+                                         "image side")
+    min_visible: float = _param(0.5, "fraction of each object's area that must stay visible")
+    occlusion_prob: float = _param(0.35, "chance an object is placed against an earlier one")
+    colour_swap_prob: float = _param(0.2, "chance an object takes another class's colour")
+    max_clutter: int = _param(3, "most unlabelled clutter lines per image")
+    jpeg_quality: int = _param(92, "JPEG quality of the written images")
 
     def validate(self) -> "SyntheticParams":
         if self.seed < 0:

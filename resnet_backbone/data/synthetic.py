@@ -199,19 +199,11 @@ def write_synthetic(root: str, params: SyntheticParams, force: bool = False) -> 
     return manifest
 
 
-def ensure_synthetic(
-    root: Optional[str] = None,
-    seed: int = 0,
-    num_train: int = 200,
-    num_val: int = 50,
-    *,
-    force: bool = False,
-    **options,
-) -> str:
+def ensure_synthetic(root: Optional[str] = None, *, force: bool = False, **params) -> str:
     """Generate the tree at `root` (default `synthetic_root()`) unless it is there with these
     `SyntheticParams`; returns the root."""
     root = synthetic_root() if root is None else root
-    params = SyntheticParams(seed=seed, num_train=num_train, num_val=num_val, **options).validate()
+    params = SyntheticParams(**params).validate()
     if force or not is_complete(root, params):
         write_synthetic(root, params, force=force)
     return root

@@ -134,54 +134,47 @@ def _image_problem(record):
     return None
 
 
-def box_problem(annotation, width, height):
-    """Why a box is unusable (None if it is fine)."""
+def _box_problem(annotation, width, height):
+    """(why a box is unusable or None, whether it reaches past the image)."""
     try:
         x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"],
                                          BoxMode.XYXY_ABS)
     except Exception as e:
-        return f"box {annotation.get('bbox')} cannot be read ({e})"
-    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        return f"box {[x0, y0, x1, y1]} is not finite"
+        return f"box {annotation.get('bbox')} cannot be read ({e})", False
+    box = [x0, y0, x1, y1]
+    if not all(math.isfinite(v) for v in box):
+        return f"box {box} is not finite", False
     if x1 <= x0 or y1 <= y0:
-        return f"box {[x0, y0, x1, y1]} (XYXY) has zero or negative area"
+        return f"box {box} (XYXY) has zero or negative area", False
     if width and height and (x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height):
-        return f"box {[x0, y0, x1, y1]} (XYXY) lies outside the {width}x{height} image"
-    return None
+        return f"box {box} (XYXY) lies outside the {width}x{height} image", False
+    return None, bool(width and height) and (x0 < 0 or y0 < 0 or x1 > width or y1 > height)
 
 
-def _partly_outside(annotation, width, height):
-    x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"],
-                                     BoxMode.XYXY_ABS)
-    return bool(width and height) and (x0 < 0 or y0 < 0 or x1 > width or y1 > height)
-
-
-def find_bad_boxes(dicts):
-    """[(record index, annotation index, message)] for every unusable box."""
-    bad = []
+def _check_boxes(dicts):
+    """([(record index, annotation index, message)] of every unusable box, the number of usable
+    boxes that reach past their image)."""
+    bad, partly = [], 0
     for i, record in enumerate(dicts):
         for j, annotation in enumerate(record.get("annotations", ())):
-            problem = box_problem(annotation, record.get("width"), record.get("height"))
+            problem, outside = _box_problem(annotation, record.get("width"), record.get("height"))
             if problem:
                 bad.append((i, j, f"{_entry(record)}, annotation {j}: {problem}"))
-    return bad
+            partly += outside
+    return bad, partly
 
 
 def drop_bad_boxes(dicts, what="dataset"):
     """The dicts without unusable boxes, logging how many were dropped (records left without
     boxes are kept: DATALOADER.FILTER_EMPTY_ANNOTATIONS decides about those)."""
-    bad = find_bad_boxes(dicts)
+    bad, _ = _check_boxes(dicts)
     if not bad:
         return dicts
-    by_record = {}
-    for i, j, _ in bad:
-        by_record.setdefault(i, set()).add(j)
-    out = list(dicts)
-    for i, drop in by_record.items():
-        record = dict(out[i])
-        record["annotations"] = [a for j, a in enumerate(record["annotations"]) if j not in drop]
-        out[i] = record
-    logger.warning(f"{what}: dropped {len(bad)} unusable boxes in {len(by_record)} images "
+    dropped = {(i, j) for i, j, _ in bad}
+    records = {i for i, _ in dropped}
+    out = [dict(d, annotations=[a for j, a in enumerate(d["annotations"]) if (i, j) not in dropped])
+           if i in records else d for i, d in enumerate(dicts)]
+    logger.warning(f"{what}: dropped {len(bad)} unusable boxes in {len(records)} images "
                    "(RESNET_BACKBONE_DATA.BAD_BOXES drop):" + _listing([m for *_, m in bad]))
     return out
 
@@ -255,12 +248,7 @@ def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
         if problems:
             raise DatasetError(f"dataset {name!r}: {len(problems)} of {len(dicts)} images cannot "
                                "be used:" + _listing(problems))
-    bad = find_bad_boxes(dicts)
-    partly = sum(
-        _partly_outside(a, d.get("width"), d.get("height"))
-        for d in dicts for a in d.get("annotations", ())
-        if not box_problem(a, d.get("width"), d.get("height"))
-    )
+    bad, partly = _check_boxes(dicts)
     if bad and bad_boxes == "error":
         raise DatasetError(f"dataset {name!r}: {len(bad)} unusable boxes "
                            "(RESNET_BACKBONE_DATA.BAD_BOXES error):"
