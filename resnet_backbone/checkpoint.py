@@ -40,25 +40,25 @@ class WeightsConfigMismatchError(ValueError):
     """The config's pixel format (or architecture) is not the one the weights were trained with."""
 
 
-def make_metadata(arch, source, *, name=None, url=None, converted_from=None):
-    """The `resnet_backbone` entry of a converted file: the pixel format follows `source`."""
-    if source not in SOURCE_PIXEL_FORMATS:
-        raise ValueError(f"unknown source {source!r}; known: {sorted(SOURCE_PIXEL_FORMATS)}")
-    fmt = PIXEL_FORMATS[SOURCE_PIXEL_FORMATS[source]]
+def make_metadata(arch, source, pixel_format=None, **extra):
+    """The `resnet_backbone` entry of a converted file. The pixel format (a `PixelFormat`)
+    follows `source` unless given; `extra` entries that are None are left out."""
+    if pixel_format is None:
+        if source not in SOURCE_PIXEL_FORMATS:
+            raise ValueError(f"unknown source {source!r}; known: {sorted(SOURCE_PIXEL_FORMATS)}")
+        pixel_format = PIXEL_FORMATS[SOURCE_PIXEL_FORMATS[source]]
     metadata = {
         "arch": arch,
         "source": source,
-        "pixel_format": fmt.key,
-        "input_format": fmt.input_format,
-        "pixel_mean": [float(x) for x in fmt.pixel_mean],
-        "pixel_std": [float(x) for x in fmt.pixel_std],
+        "pixel_format": pixel_format.key,
+        "input_format": pixel_format.input_format,
+        "pixel_mean": [float(x) for x in pixel_format.pixel_mean],
+        "pixel_std": [float(x) for x in pixel_format.pixel_std],
         "converter_version": CONVERTER_VERSION,
     }
     if arch.startswith("resnet"):
-        metadata["stride_in_1x1"] = fmt.stride_in_1x1
-    for key, value in (("name", name), ("url", url), ("converted_from", converted_from)):
-        if value is not None:
-            metadata[key] = value
+        metadata["stride_in_1x1"] = pixel_format.stride_in_1x1
+    metadata.update((key, value) for key, value in extra.items() if value is not None)
     return metadata
 
 
@@ -171,8 +171,7 @@ def _pixel_problem(cfg, metadata):
     recorded = PixelFormat(  # as recorded: a classifier trained here may use a format of its own
         key=metadata["pixel_format"], input_format=metadata["input_format"],
         pixel_mean=tuple(metadata["pixel_mean"]), pixel_std=tuple(metadata["pixel_std"]),
-        stride_in_1x1=metadata.get("stride_in_1x1"), description="recorded in the file",
-    )
+        stride_in_1x1=metadata.get("stride_in_1x1"))
     fmt, mean, std = cfg.INPUT.FORMAT, list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
     if recorded.matches(fmt, mean, std):
         return None

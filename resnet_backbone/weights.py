@@ -19,7 +19,6 @@ class PixelFormat:
     # Bottleneck stride placement of the ResNets trained this way (MODEL.RESNETS.STRIDE_IN_1X1);
     # None where no ResNet is trained in this format.
     stride_in_1x1: Optional[bool]
-    description: str
 
     def matches(self, input_format, pixel_mean, pixel_std, *, atol=1e-3) -> bool:
         """Whether a config with these INPUT.FORMAT / MODEL.PIXEL_MEAN / MODEL.PIXEL_STD feeds
@@ -34,33 +33,15 @@ class PixelFormat:
 PIXEL_FORMATS = {
     f.key: f
     for f in (
-        PixelFormat(
-            key="msra",
-            input_format="BGR",
-            pixel_mean=(103.530, 116.280, 123.675),
-            pixel_std=(1.0, 1.0, 1.0),
-            stride_in_1x1=True,
-            description="MSRA's Caffe ResNets as converted by Detectron/Detectron2: BGR in "
-            "0..255, mean subtracted, no std; stride-2 in the first 1x1 conv of a bottleneck",
-        ),
-        PixelFormat(
-            key="torchvision",
-            input_format="RGB",
-            pixel_mean=(123.675, 116.280, 103.530),
-            pixel_std=(58.395, 57.120, 57.375),
-            stride_in_1x1=False,
-            description="torchvision's ImageNet models: RGB normalised by the ImageNet mean and "
-            "std (in 0..255 units); stride-2 in the 3x3 conv of a bottleneck",
-        ),
-        PixelFormat(
-            key="caffe_vgg",
-            input_format="BGR",
-            pixel_mean=(103.939, 116.779, 123.68),
-            pixel_std=(1.0, 1.0, 1.0),
-            stride_in_1x1=None,
-            description="the original Caffe VGG-16 (Simonyan & Zisserman): BGR in 0..255 with "
-            "the mean subtracted and no std",
-        ),
+        # MSRA's Caffe ResNets as converted by Detectron/Detectron2: BGR in 0..255, mean
+        # subtracted, no std; stride-2 in the first 1x1 conv of a bottleneck.
+        PixelFormat("msra", "BGR", (103.530, 116.280, 123.675), (1.0, 1.0, 1.0), True),
+        # torchvision's ImageNet models: RGB normalised by the ImageNet mean and std (in 0..255
+        # units); stride-2 in the 3x3 conv of a bottleneck.
+        PixelFormat("torchvision", "RGB", (123.675, 116.280, 103.530), (58.395, 57.120, 57.375),
+                    False),
+        # The original Caffe VGG-16 (Simonyan & Zisserman): BGR in 0..255, mean subtracted, no std.
+        PixelFormat("caffe_vgg", "BGR", (103.939, 116.779, 123.68), (1.0, 1.0, 1.0), None),
     )
 }
 
@@ -99,7 +80,6 @@ _DETECTRON2 = "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA
 # Detectron2 publishes no checksum for its ImageNetPretrained files: MODEL_ZOO.md's md5 prefix
 # in file names covers only the detection models it trained, not R-50.pkl / R-101.pkl.
 _NO_MSRA_CHECKSUM = "no published checksum (MODEL_ZOO.md gives none for ImageNet models)"
-
 
 
 def _torchvision(arch, sha256_prefix, source="torchvision"):

@@ -3,8 +3,8 @@ VGG-16's box head), the class layer dropped, and the run's pixel format recorded
 tools/train_net.py takes the file as MODEL.WEIGHTS and its pixel-format check protects it."""
 import os
 
-from ..checkpoint import CONVERTER_VERSION, save_converted
-from ..weights import find_pixel_format
+from ..checkpoint import make_metadata, save_converted
+from ..weights import PixelFormat, find_pixel_format
 
 BACKBONE_PREFIX = "backbone."
 VGG_FC_PREFIX = "head.fc67."  # VGG16BoxHead inside the classifier head
@@ -42,21 +42,13 @@ def export_classifier(cfg, model, path, *, converted_from):
     arch = exported_arch(cfg)
     if arch is None:
         raise ValueError(f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} has no detection form")
-    mean, std = [float(x) for x in cfg.MODEL.PIXEL_MEAN], [float(x) for x in cfg.MODEL.PIXEL_STD]
-    metadata = {
-        "arch": arch,
-        "source": "tools/pretrain_net.py",
-        "pixel_format": find_pixel_format(cfg.INPUT.FORMAT, mean, std) or "own",
-        "input_format": cfg.INPUT.FORMAT,
-        "pixel_mean": mean,
-        "pixel_std": std,
-        "converter_version": CONVERTER_VERSION,
-        "converted_from": os.path.basename(converted_from),
-        "residual": bool(cfg.MODEL.RESNET_BACKBONE.RESIDUAL),
-        "shortcut": cfg.MODEL.RESNET_BACKBONE.SHORTCUT,
-    }
-    if arch.startswith("resnet"):
-        metadata["stride_in_1x1"] = bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1)
+    mean, std = tuple(cfg.MODEL.PIXEL_MEAN), tuple(cfg.MODEL.PIXEL_STD)
+    pixel_format = PixelFormat(find_pixel_format(cfg.INPUT.FORMAT, mean, std) or "own",
+                               cfg.INPUT.FORMAT, mean, std, bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1))
+    metadata = make_metadata(arch, "tools/pretrain_net.py", pixel_format,
+                             converted_from=os.path.basename(converted_from),
+                             residual=bool(cfg.MODEL.RESNET_BACKBONE.RESIDUAL),
+                             shortcut=cfg.MODEL.RESNET_BACKBONE.SHORTCUT)
     model = getattr(model, "module", model)
     state = {k: v.detach().cpu() for k, v in classifier_to_detection(model.state_dict()).items()}
     save_converted(path, state, metadata)

@@ -121,9 +121,6 @@ class ResumableTrainLoader:
         self.start_iter = 0
 
     def __iter__(self):
-        return self._generate()
-
-    def _generate(self):
         self.batch_sampler.start_batch = self.start_iter
         # A generator of its own: otherwise creating the iterator draws from the global torch
         # RNG, at iteration 0 in a fresh run but at the resume iteration in a resumed one.

@@ -12,7 +12,6 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional
 
-import numpy as np
 from PIL import Image
 
 from .layout import SHAPE_CLASSES, SYNTHETIC_VOC_DIRNAME, synthetic_root
@@ -22,12 +21,6 @@ from .shapes import SPLIT_CODES, SyntheticParams, render_sample
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
-
-
-def _jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
 
 
 def _voc_xml(file_id: str, width: int, height: int, objects: List[Dict]) -> str:
@@ -61,20 +54,14 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def _dump_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n"
-
-
 def _write_tree(root: str, params: SyntheticParams) -> Dict:
     voc = os.path.join(root, SYNTHETIC_VOC_DIRNAME)
     for d in ("annotations", "images"):
         os.makedirs(os.path.join(root, d))
     for d in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(voc, d))
-    categories = [
-        {"id": i + 1, "name": name, "supercategory": "shape"}
-        for i, name in enumerate(SHAPE_CLASSES)
-    ]
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"}
+                  for i, name in enumerate(SHAPE_CLASSES)]
     summary = {}
     all_ids = []
     for split in SPLITS:
@@ -86,55 +73,38 @@ def _write_tree(root: str, params: SyntheticParams) -> Dict:
             image_id = SPLIT_CODES[split] * 1_000_000 + i + 1
             image, objects = render_sample(params, split, i)
             h, w = image.shape[:2]
-            data = _jpeg_bytes(image, params.jpeg_quality)
+            jpeg = io.BytesIO()
+            Image.fromarray(image).save(jpeg, format="JPEG", quality=params.jpeg_quality)
             for d in (os.path.join(root, "images"), os.path.join(voc, "JPEGImages")):
                 with open(os.path.join(d, file_id + ".jpg"), "wb") as f:
-                    f.write(data)
+                    f.write(jpeg.getvalue())
             _write_text(os.path.join(voc, "Annotations", file_id + ".xml"),
                         _voc_xml(file_id, w, h, objects))
             images.append({"id": image_id, "file_name": file_id + ".jpg", "width": w, "height": h})
             for obj in objects:
                 x0, y0, x1, y1 = obj["bbox"]
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": obj["category_id"] + 1,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "area": obj["area"],
-                        "iscrowd": 0,
-                    }
-                )
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                    "category_id": obj["category_id"] + 1,
+                                    "bbox": [x0, y0, x1 - x0, y1 - y0], "area": obj["area"],
+                                    "iscrowd": 0})
                 per_class[obj["category_id"]] += 1
             ids.append(file_id)
-        coco = {
-            "info": {
-                "description": f"resnet_backbone synthetic shapes, {split} split",
-                "version": str(FORMAT_VERSION),
-            },
-            "licenses": [],
-            "categories": categories,
-            "images": images,
-            "annotations": annotations,
-        }
-        _write_text(os.path.join(root, "annotations", f"instances_{split}.json"), _dump_json(coco))
+        coco = {"info": {"description": f"resnet_backbone synthetic shapes, {split} split",
+                         "version": str(FORMAT_VERSION)},
+                "licenses": [], "categories": categories, "images": images,
+                "annotations": annotations}
+        _write_text(os.path.join(root, "annotations", f"instances_{split}.json"),
+                    json.dumps(coco, sort_keys=True, separators=(",", ":")) + "\n")
         _write_text(os.path.join(voc, "ImageSets", "Main", f"{split}.txt"),
                     "".join(x + "\n" for x in ids))
         all_ids += ids
-        summary[split] = {
-            "images": count,
-            "objects": len(annotations),
-            "objects_per_class": dict(zip(SHAPE_CLASSES, per_class)),
-        }
+        summary[split] = {"images": count, "objects": len(annotations),
+                          "objects_per_class": dict(zip(SHAPE_CLASSES, per_class))}
     _write_text(os.path.join(voc, "ImageSets", "Main", "trainval.txt"),
                 "".join(x + "\n" for x in all_ids))
-    manifest = {
-        "generator": "resnet_backbone.data.synthetic",
-        "format_version": FORMAT_VERSION,
-        "classes": list(SHAPE_CLASSES),
-        "params": dataclasses.asdict(params),
-        "splits": summary,
-    }
+    manifest = {"generator": "resnet_backbone.data.synthetic", "format_version": FORMAT_VERSION,
+                "classes": list(SHAPE_CLASSES), "params": dataclasses.asdict(params),
+                "splits": summary}
     _write_text(os.path.join(root, MANIFEST), json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     return manifest
 
