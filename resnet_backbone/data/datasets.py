@@ -1,7 +1,7 @@
 """Every dataset name the reproduction uses, registered in Detectron2's catalogs.
 
 VOC splits are read by `load_voc_split` (errors name the xml file); Detectron2's builtin COCO
-entries are reused where they point at the same files. Added: voc_2012_test (images only),
+entries are re-pointed with their class metadata kept. Added: voc_2012_test (images only),
 voc_2007_2012_trainval (07+12), voc_0712pp_trainval (07++12), synthetic_shapes_{train,val} (COCO
 form) and synthetic_shapes_voc_{train,val} (VOC form), generated on first use.
 """
@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json, register_coco_instances
+from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASS_NAMES
 from detectron2.structures import BoxMode
 from PIL import Image
@@ -144,17 +144,14 @@ def register_voc(name: str, dirname: str, split: str, class_names: Sequence[str]
               evaluator_type=evaluator_type, **metadata)
 
 
-def _register_coco(name: str, json_file: str, image_root: str) -> None:
-    """Point `name` at these files, keeping the class metadata Detectron2's builtin entry has."""
-    meta = MetadataCatalog.get(name).as_dict() if name in DatasetCatalog else {}
-    if (meta.get("json_file"), meta.get("image_root")) == (json_file, image_root):
-        return
-    class_keys = ("thing_classes", "thing_dataset_id_to_contiguous_id", "thing_colors")
-    if meta:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    register_coco_instances(name, {k: v for k, v in meta.items() if k in class_keys},
-                            json_file, image_root)
+def _register_coco(name: str, json_file: str, image_root: str, **metadata) -> None:
+    _register(name, ("coco", json_file, image_root),
+              lambda: load_coco_json(json_file, image_root, name),
+              json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+
+
+# Class metadata of Detectron2's builtin COCO entries, kept when they are re-pointed.
+_COCO_CLASS_KEYS = ("thing_classes", "thing_dataset_id_to_contiguous_id", "thing_colors")
 
 
 def register_paper_datasets(root: Optional[str] = None) -> None:
@@ -162,8 +159,10 @@ def register_paper_datasets(root: Optional[str] = None) -> None:
     root = datasets_root() if root is None else root
     for name, spec in PAPER_SPLITS.items():
         if isinstance(spec, COCOSplit):
-            _register_coco(
-                name, os.path.join(root, spec.json_file), os.path.join(root, spec.image_root))
+            meta = MetadataCatalog.get(name).as_dict() if name in DatasetCatalog else {}
+            _register_coco(name, os.path.join(root, spec.json_file),
+                           os.path.join(root, spec.image_root),
+                           **{k: v for k, v in meta.items() if k in _COCO_CLASS_KEYS})
         else:
             register_voc(
                 name, os.path.join(root, spec.dirname), spec.split, VOC_CLASS_NAMES,
@@ -185,11 +184,8 @@ def register_synthetic(root: Optional[str] = None) -> None:
     root = synthetic_root() if root is None else root
     image_root = os.path.join(root, "images")
     for name, split in SYNTHETIC_COCO_SPLITS.items():
-        json_file = os.path.join(root, "annotations", f"instances_{split}.json")
-        _register(
-            name, ("coco", json_file, image_root),
-            lambda j=json_file, n=name: load_coco_json(j, image_root, n),
-            json_file=json_file, image_root=image_root, evaluator_type="coco",
+        _register_coco(
+            name, os.path.join(root, "annotations", f"instances_{split}.json"), image_root,
             thing_classes=list(SHAPE_CLASSES),
             thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))},
             synthetic_root=root,
