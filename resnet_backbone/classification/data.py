@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from ..data.datasets import register_dataset
 from ..data.layout import datasets_root
 
 EVALUATOR_TYPE = "classification"
@@ -42,11 +42,9 @@ def load_image_folder(root):
 
 def register_image_folder(name, root):
     """Register the ImageFolder tree `root` as dataset `name`; classes are its subfolders."""
-    DatasetCatalog.register(name, lambda: load_image_folder(root))
-    metadata = MetadataCatalog.get(name)
-    metadata.set(evaluator_type=EVALUATOR_TYPE, image_root=root)
-    if os.path.isdir(root):
-        metadata.set(thing_classes=find_classes(root)[0])
+    classes = {"thing_classes": find_classes(root)[0]} if os.path.isdir(root) else {}
+    register_dataset(name, ("imagefolder", root), lambda: load_image_folder(root),
+                     evaluator_type=EVALUATOR_TYPE, image_root=root, **classes)
 
 
 def load_cifar_batches(directory, files):
@@ -79,20 +77,15 @@ def load_cifar10(root, train):
 def register_cifar10(root=None):
     root = root or datasets_root()
     for name, train in (("cifar10_train", True), ("cifar10_test", False)):
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        DatasetCatalog.register(name, lambda train=train: load_cifar10(root, train))
-        MetadataCatalog.get(name).set(evaluator_type=EVALUATOR_TYPE,
-                                      thing_classes=list(CIFAR10_CLASSES))
+        register_dataset(name, ("cifar10", root, train),
+                         lambda train=train: load_cifar10(root, train),
+                         evaluator_type=EVALUATOR_TYPE, thing_classes=list(CIFAR10_CLASSES))
 
 
 def register_imagenet(root=None):
     root = os.path.join(root or datasets_root(), "imagenet")
     for split in ("train", "val"):
-        name = f"imagenet_{split}"
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        register_image_folder(name, os.path.join(root, split))
+        register_image_folder(f"imagenet_{split}", os.path.join(root, split))
 
 
 class ClassificationMapper:

@@ -3,8 +3,8 @@
 
 Parameters are named `backbone.*` (the detection backbone's own names) and `head.*`: `head.fc`
 after global average pooling for the ResNets; for VGG-16 `head.fc67.fc6`, `head.fc67.fc7` (a
-`VGG16BoxHead`, as in detection) and `head.fc8` after pool5. `export.py` turns a trained classifier into detection
-weights by these names.
+`VGG16BoxHead`, as in detection) and `head.fc8` after pool5. `export.py` turns a trained
+classifier into detection weights by these names.
 """
 import torch
 import torch.nn.functional as F

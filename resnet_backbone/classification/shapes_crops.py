@@ -14,8 +14,7 @@ import pickle
 import numpy as np
 from PIL import Image
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
+from ..data.datasets import register_dataset
 from ..data.layout import SHAPE_CLASSES, datasets_root
 from ..data.shapes import SyntheticParams, render_sample
 from ..files import atomic_write
@@ -84,11 +83,9 @@ def register_shapes_crops(root=None):
     """Register the two splits under `root` (default $DETECTRON2_DATASETS)."""
     directory = os.path.join(root or datasets_root(), DIRNAME)
     for name, split in SPLITS.items():
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        DatasetCatalog.register(name, lambda split=split: load_shapes_crops(directory, split))
-        MetadataCatalog.get(name).set(evaluator_type=EVALUATOR_TYPE,
-                                      thing_classes=list(SHAPE_CLASSES))
+        register_dataset(name, ("shapes_crops", directory, split),
+                         lambda split=split: load_shapes_crops(directory, split),
+                         evaluator_type=EVALUATOR_TYPE, thing_classes=list(SHAPE_CLASSES))
 
 
 register_shapes_crops()

@@ -114,7 +114,7 @@ def prepare_dataset(name: str) -> None:
 _OURS: Dict[str, tuple] = {}
 
 
-def _register(name: str, location: tuple, load, **metadata) -> None:
+def register_dataset(name: str, location: tuple, load, **metadata) -> None:
     """(Re)register `name` unless it already points at `location`; loading runs
     `prepare_dataset` first."""
     if _OURS.get(name) == location and name in DatasetCatalog:
@@ -138,14 +138,14 @@ def register_voc(name: str, dirname: str, split: str, class_names: Sequence[str]
                  **metadata) -> None:
     """Register a VOC-layout split (year 2007: the VOC07 11-point AP when evaluated)."""
     classes = tuple(class_names)
-    _register(name, ("voc", dirname, split, classes),
+    register_dataset(name, ("voc", dirname, split, classes),
               lambda: load_voc_split(dirname, split, classes, annotated=annotated),
               thing_classes=list(classes), dirname=dirname, year=year, split=split,
               evaluator_type=evaluator_type, **metadata)
 
 
 def _register_coco(name: str, json_file: str, image_root: str, **metadata) -> None:
-    _register(name, ("coco", json_file, image_root),
+    register_dataset(name, ("coco", json_file, image_root),
               lambda: load_coco_json(json_file, image_root, name),
               json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
 
@@ -174,7 +174,7 @@ def register_paper_datasets(root: Optional[str] = None) -> None:
 def register_voc_combos() -> None:
     """Register `VOC_COMBOS` (training only; the parts are looked up when loaded)."""
     for name, parts in VOC_COMBOS.items():
-        _register(name, ("concat", tuple(parts)),
+        register_dataset(name, ("concat", tuple(parts)),
                   lambda parts=tuple(parts): [r for p in parts for r in DatasetCatalog.get(p)],
                   thing_classes=list(VOC_CLASS_NAMES), parts=list(parts))
 
