@@ -1,5 +1,5 @@
-"""The command-line tools: analyze_model reproduces Table 1's multiply-adds; benchmark and
-draw_detections run end to end."""
+"""The command-line tools: analyze_model reproduces Table 1's multiply-adds; benchmark,
+draw_detections and gpu_check (rehearsed on the CPU) run end to end."""
 import json
 import math
 import os
@@ -132,8 +132,8 @@ def test_benchmark_fast_path_row(tmp_path):
         [
             sys.executable, str(ROOT / "tools" / "benchmark.py"), "--device", "cpu",
             "--models", "R101-C4-d2", "--fast-path", "--no-compile", "--warmup", "0",
-            "--iters", "2", "--image-size", "64", "--rois-per-image", "16", "--quiet",
-            "--json", str(out),
+            "--iters", "2", "--image-size", "64", "--image-width", "96", "--rois-per-image",
+            "16", "--quiet", "--json", str(out),
         ],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         # bfloat16 on virtual machines that advertise AMX without enabling it: see
@@ -142,6 +142,7 @@ def test_benchmark_fast_path_row(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     (report,) = json.loads(out.read_text())
+    assert report["image_size"] == [64, 96]
     fast, builtin = report["results"]["R101-C4-fast"], report["results"]["R101-C4-d2"]
     assert fast["params"] == builtin["params"]  # the fast path changes no parameter
     assert fast["images_per_second"] == pytest.approx(1 / fast["times"]["median"])
@@ -187,3 +188,48 @@ def test_draw_detections_writes_side_by_side_pictures(untrained_run, train_net, 
     for path in paths:
         width, height = Image.open(path).size
         assert width >= 2 * 2 * 160 and height >= 2 * 160  # two panels, each scaled 2x
+
+
+GPU_CHECK_TINY = ("INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MIN_SIZE_TEST", "96",
+                  "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST",
+                  "20", "DATALOADER.NUM_WORKERS", "0", "MODEL.FAST_PATH.COMPILE", "False")
+
+
+def run_gpu_check(train_net, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--device", "cpu", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=train_net.env(ONEDNN_MAX_CPU_ISA="AVX512_CORE_BF16"),  # see tests/test_fast_path.py
+    )
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearsed_on_cpu(train_net, tmp_path):
+    """tools/gpu_check.py's train / torchrun resume / eval steps, with and without the fast path,
+    on the CPU at a tiny size (the GPU figures in the README come from the same script)."""
+    completed = run_gpu_check(
+        train_net, "--configs", "PascalVOC-Detection/resnet101_c4_voc0712.yaml", "--fast-path",
+        "--iters", "4", "--output-dir", str(tmp_path), *GPU_CHECK_TINY)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("[gpu_check]")]
+    for variant in ("resnet101_c4_voc0712.yaml |", "resnet101_c4_voc0712.yaml + fast path |"):
+        steps = [line for line in lines if variant in line]
+        assert [line.split(" | ")[1].strip() for line in steps] == ["train", "resume", "eval"]
+        assert all(line.endswith("| ok") for line in steps)
+        assert "iterations 0-1 at 96 px" in steps[0]
+        assert "from model_final.pth, iterations 2-3" in steps[1]
+    assert lines[-1] == "[gpu_check] 2 of 2 configs passed"
+    saved = torch.load(tmp_path / "PascalVOC-Detection_resnet101_c4_voc0712.yaml" / "run"
+                       / "model_final.pth", map_location="cpu", weights_only=False)
+    assert saved["iteration"] == 3
+
+
+@pytest.mark.slow
+def test_gpu_check_reports_a_failing_step(train_net, tmp_path):
+    completed = run_gpu_check(
+        train_net, "--configs", "PascalVOC-Detection/vgg16_voc0712.yaml", "--iters", "2",
+        "--output-dir", str(tmp_path), *GPU_CHECK_TINY, "SOLVER.BASE_LR", "1e6")
+    assert completed.returncode == 1
+    assert "vgg16_voc0712.yaml | FAILED | exit status 1" in completed.stdout
+    assert "diverged" in completed.stdout  # the tail of the failing run's log
+    assert completed.stdout.splitlines()[-1] == "[gpu_check] 0 of 1 configs passed"

@@ -17,6 +17,8 @@ R-101 C4 with the switches of configs/Base-FastPath.yaml, compared with the buil
     python tools/benchmark.py --device cuda --amp
     python tools/benchmark.py --models R50-FPN R50-FPN-d2 --threads 1 --json bench.json
     python tools/benchmark.py --device cuda --models R101-C4 R101-C4-d2 --fast-path --warmup 10
+    python tools/benchmark.py --device cuda --batch-size 8 --image-size 800 --image-width 1333 \
+        --models R101-C4 R101-C4-d2 VGG16-C4 --fast-path --json bench_cuda.json
 
 Defaults: CPU 1 image of 512x672, 128 RoIs per image (about 7 minutes for all models on a quiet
 2-core machine); CUDA 2 images of 800x1056 and Detectron2's 512 RoIs per image.
@@ -59,6 +61,11 @@ def parse_args(argv=None):
         "--image-size", type=int, default=None,
         help="shorter image side; the longer is 4/3 of it rounded to 32 (default 512 on CPU, "
         "800 on CUDA, Detectron2's training size)",
+    )
+    parser.add_argument(
+        "--image-width", type=int, default=None,
+        help="longer image side (default 4/3 of --image-size rounded to 32); 1333 with "
+        "--image-size 800 is Detectron2's largest training size, the issue's reference setting",
     )
     parser.add_argument(
         "--batch-size", type=int, default=None,
@@ -124,7 +131,7 @@ def main(argv=None):
             args.models, device=device, iters=args.iters, warmup=args.warmup,
             repeats=args.repeats,
             batch_size=args.batch_size or (2 if cuda else 1),
-            image_size=args.image_size or (800 if cuda else 512),
+            image_size=args.image_size or (800 if cuda else 512), image_width=args.image_width,
             rois_per_image=args.rois_per_image or (512 if cuda else 128),
             amp=args.amp and cuda, seed=args.seed, threads=args.threads, log=log,
             compile=not args.no_compile,

@@ -405,11 +405,13 @@ def benchmark_groups(models):
 
 
 def run_benchmark(models, *, device, iters, warmup, repeats, batch_size, image_size, amp, seed,
-                  threads, rois_per_image, log, compile=True):
+                  threads, rois_per_image, log, compile=True, image_width=None):
     """Run the requested models in their comparison groups, each group `repeats` times with
     fresh processes (the step order reversed every other time); returns results and
-    comparisons. Images are `image_size` high and 4/3 of that wide (rounded to 32)."""
-    height, width = image_size, int(round(image_size * 4 / 3 / 32)) * 32
+    comparisons. Images are `image_size` high and `image_width` wide (default 4/3 of the
+    height, rounded to 32)."""
+    height = image_size
+    width = image_width or int(round(image_size * 4 / 3 / 32)) * 32
     results = {}
     with tempfile.TemporaryDirectory(prefix="resnet_backbone_bench_") as workdir:
         for group in benchmark_groups(models):
