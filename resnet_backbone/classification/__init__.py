@@ -5,5 +5,3 @@ from . import cifar, data, shapes_crops  # noqa: F401  (registration)
 from .config import add_classification_config
 from .evaluation import ClassificationEvaluator
 from .model import ImageClassifier
-
-__all__ = ["ClassificationEvaluator", "ImageClassifier", "add_classification_config"]

@@ -12,13 +12,9 @@ from typing import Dict, NamedTuple
 
 import torch
 
-from .resnet import BN_EPS, convert_msra_resnet, convert_torchvision_resnet
-from .strict import expected_shapes, resnet_depth
+from .resnet import BN_EPS, convert_msra_resnet, convert_torchvision_resnet  # noqa: F401
+from .strict import expected_shapes, resnet_depth  # noqa: F401 (expected_shapes re-exported)
 from .vgg import convert_caffe_vgg16, convert_torchvision_vgg16
-
-__all__ = ["BN_EPS", "CONVERTERS", "Converted", "convert_checkpoint", "detect_source",
-           "expected_shapes", "infer_arch", "unwrap_checkpoint", "convert_caffe_vgg16",
-           "convert_msra_resnet", "convert_torchvision_resnet", "convert_torchvision_vgg16"]
 
 CONVERTERS = {
     "torchvision": convert_torchvision_resnet,

@@ -4,24 +4,16 @@ Importing this package registers every dataset name the project uses (see `datas
 `$DETECTRON2_DATASETS`; `register_all(root)` re-points them at another root.
 """
 from .datasets import (
-    VOC_07_12,
-    VOC_07PP_12,
     VOC_CLASS_NAMES,
     VOC_COMBOS,
-    VOCAnnotationError,
     load_voc_split,
     prepare_dataset,
     register_all,
     register_paper_datasets,
     register_synthetic,
     register_voc,
-    register_voc_combos,
 )
-from .evaluation import (
-    VOC07Evaluator,
-    VOC2012SubmissionWriter,
-    build_evaluator,
-)
+from .evaluation import VOC2012SubmissionWriter, build_evaluator
 from .layout import (
     PAPER_SPLITS,
     SHAPE_CLASSES,
