@@ -110,7 +110,7 @@ def read_checkpoint(path):
         if path.endswith(".pkl"):
             return load_raw_checkpoint(path)
         try:
-            return _torch_load(path, mmap=True)
+            return load_raw_checkpoint(path, mmap=True)
         except pickle.UnpicklingError:  # objects weights_only refuses, e.g. a trainer's state
             return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
@@ -120,9 +120,14 @@ def read_checkpoint(path):
         ) from error
 
 
-def _torch_load(path, mmap=False):
-    """torch.load to the CPU, weights_only and memory-mapped where the torch version and the
-    file allow it."""
+def load_raw_checkpoint(path, mmap=False):
+    """A published checkpoint: .pkl files are Caffe2 pickles (latin1, as Detectron2 reads
+    them), anything else a torch file, loaded to the CPU weights_only (and memory-mapped) where
+    the torch version and the file allow it."""
+    path = os.fspath(path)
+    if path.endswith(".pkl"):
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
     attempts = ([dict(weights_only=True, mmap=True)] if mmap else []) + [dict(weights_only=True)]
     for options in attempts:
         try:
@@ -134,16 +139,6 @@ def _torch_load(path, mmap=False):
                 continue
             raise
     return torch.load(path, map_location="cpu")
-
-
-def load_raw_checkpoint(path):
-    """A published checkpoint: .pkl files are Caffe2 pickles (latin1, as Detectron2 reads
-    them), anything else a torch file."""
-    path = os.fspath(path)
-    if path.endswith(".pkl"):
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    return _torch_load(path)
 
 
 def convert_file(raw_path, output_path, *, source=None, name=None, url=None, expected_arch=None):
