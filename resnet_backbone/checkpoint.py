@@ -163,10 +163,9 @@ def _fmt_list(values):
 
 def _pixel_problem(cfg, metadata):
     """(problem, fixes) when the config feeds other pixels than the recorded format, else None."""
-    recorded = PixelFormat(  # as recorded: a classifier trained here may use a format of its own
-        key=metadata["pixel_format"], input_format=metadata["input_format"],
-        pixel_mean=tuple(metadata["pixel_mean"]), pixel_std=tuple(metadata["pixel_std"]),
-        stride_in_1x1=metadata.get("stride_in_1x1"))
+    # As recorded: a classifier trained here may use a format of its own.
+    recorded = PixelFormat(metadata["pixel_format"], metadata["input_format"],
+                           metadata["pixel_mean"], metadata["pixel_std"], None)
     fmt, mean, std = cfg.INPUT.FORMAT, list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
     if recorded.matches(fmt, mean, std):
         return None

@@ -1,10 +1,7 @@
-"""Classification datasets as Detectron2 dataset dicts ({"file_name" or "image", "label",
-"image_id"}) and the mapper that turns them into training crops or test images.
-
-Registered at import: `imagenet_train` / `imagenet_val` (ImageFolder trees under
-`$DETECTRON2_DATASETS/imagenet/{train,val}/<wnid>/*.JPEG`) and `cifar10_train` / `cifar10_test`
-(the python version, `$DETECTRON2_DATASETS/cifar-10-batches-py`). Any other
-ImageFolder tree: `register_image_folder(name, root)`. Nothing is read before a dataset is used.
+"""Classification datasets as dataset dicts ({"file_name" or "image", "label", "image_id"}),
+registered at import (`imagenet_{train,val}`: ImageFolder trees under `imagenet/`;
+`cifar10_{train,test}`: `cifar-10-batches-py/`), and the mapper making training crops or test
+images.
 """
 import os
 import pickle

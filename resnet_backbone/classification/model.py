@@ -1,10 +1,6 @@
-"""Any backbone of the registry as an image classifier: a Detectron2 meta-architecture, so
-`build_model(cfg)`, `DetectionCheckpointer` and the trainers work on it unchanged.
-
-Parameters are named `backbone.*` (the detection backbone's own names) and `head.*`: `head.fc`
-after global average pooling for the ResNets; for VGG-16 `head.fc67.fc6`, `head.fc67.fc7` (a
-`VGG16BoxHead`, as in detection) and `head.fc8` after pool5. `export.py` turns a trained
-classifier into detection weights by these names.
+"""Any backbone of the registry as an image classifier (a Detectron2 meta-architecture):
+`backbone.*` keeps the detection backbone's names and VGG-16's `head.fc67` is its detection box
+head, so `export.py` turns a trained classifier into detection weights by renaming.
 """
 import torch
 import torch.nn.functional as F

@@ -1,11 +1,7 @@
-"""The embedded classification set: a 32x32 crop around every object of the synthetic shapes
-images (`data.shapes.render_sample`), labelled by its shape class (`SHAPE_CLASSES`), so that the
-classification configs run with no download.
-
-It is written in CIFAR-10's python format (`data.load_cifar_batches` reads it), one batch per
-split, under `$DETECTRON2_DATASETS/synthetic_shapes_cls/`, when a split is first loaded; the same
-parameters give the same bytes with the same numpy and Pillow. Registered as
-`synthetic_shapes_cls_train` / `synthetic_shapes_cls_val`.
+"""The embedded classification set `synthetic_shapes_cls_{train,val}`: a 32x32 crop around every
+object of the synthetic shapes images, labelled by its shape class, written in CIFAR-10's python
+format under `$DETECTRON2_DATASETS/synthetic_shapes_cls/` when first loaded (same bytes for the
+same parameters, numpy and Pillow).
 """
 import math
 import os

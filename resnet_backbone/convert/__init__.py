@@ -1,11 +1,6 @@
-"""Pure, strict converters from published ImageNet checkpoints to this package's names.
-
-Each takes a mapping name -> tensor (or numpy array) and returns name -> torch.Tensor named like
-`resnet.make_resnet` (Detectron2's names: `stem.conv1.weight`, `res3.0.shortcut.norm.bias`) or
-`vgg.VGG16` + `fc_box_head.VGG16BoxHead` (`conv1_1.weight`, `fc6.weight`). A key they do not
-know, a key the model needs and the input lacks, or a tensor of the wrong shape (a ResNeXt has
-a ResNet-50's names) raises one ValueError listing every such key. Reading files is
-`checkpoint.py`'s job.
+"""Pure, strict converters from published ImageNet checkpoints (name -> tensor or numpy array)
+to this package's names (`stem.conv1.weight`, `conv1_1.weight`, `fc6.weight`). Unknown, missing
+or wrongly shaped keys raise one ValueError listing them all (`strict.py`).
 """
 from collections.abc import Mapping
 from typing import Dict, NamedTuple

@@ -1,13 +1,6 @@
-"""Your own datasets, declared under `DATASETS.USER` and registered in every process:
-
-    DATASETS:
-      USER:
-        pets_train: {FORMAT: "voc", DIRNAME: "pets", SPLIT: "trainval", CLASSES: ["cat", "dog"]}
-        parts_val: {FORMAT: "coco", JSON: "parts/val.json", IMAGE_ROOT: "parts/images"}
-        leaves_train: {FORMAT: "imagefolder", ROOT: "leaves/train"}   # tools/pretrain_net.py
-
-Relative paths are under $DETECTRON2_DATASETS. VOC entries are evaluated with Detectron2's VOC
-evaluator (VOC07_METRIC: True for the 11-point AP), COCO entries with COCOEvaluator.
+"""Your own datasets, declared under `DATASETS.USER` (voc, coco or imagefolder entries; the
+README shows the YAML) and registered in every process. Relative paths are under
+$DETECTRON2_DATASETS; VOC07_METRIC: True gives a VOC entry the 11-point AP.
 """
 import json
 import os

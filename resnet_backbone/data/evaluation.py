@@ -1,14 +1,6 @@
-"""Which evaluator measures what the paper reports, per dataset.
-
-    COCO splits (Table 8)         COCOEvaluator, bbox: "AP50" = mAP@.5, "AP" = mAP@[.5,.95]
-    VOC 2007 test (Table 7)       PascalVOCDetectionEvaluator: bbox "AP50" = VOC07 11-point mAP
-    VOC 2012 test (Table 7)       VOC2012SubmissionWriter: result files for the evaluation server
-    synthetic_shapes_{train,val}  COCOEvaluator plus VOC07Evaluator ("bbox_voc07": {"AP50"},
-                                  computed on the VOC-form twin)
-    synthetic_shapes_voc_*        PascalVOCDetectionEvaluator (registered with year 2007)
-
-`build_evaluator(cfg, dataset_name, output_folder)` has the signature of
-`DefaultTrainer.build_evaluator`, so a trainer can simply delegate to it.
+"""`build_evaluator`: the evaluator reporting the paper's metric on a dataset (COCO AP for
+Table 8, VOC07 11-point mAP for Table 7, submission files for VOC 2012 test, both for the
+synthetic COCO-form splits), with the signature of `DefaultTrainer.build_evaluator`.
 """
 import gzip
 import importlib.machinery

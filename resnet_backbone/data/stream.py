@@ -1,11 +1,6 @@
-"""The training data stream, resumable and reproducible.
-
-`ResumableBatchSampler` draws the same global sequence of shuffled indices as Detectron2's
-TrainingSampler would (one seeded stream, sharded by rank, grouped by aspect ratio at the index
-level), and on `--resume` skips the batches already consumed. Every image's augmentation
-randomness is derived from (SEED, its position in the stream), so a killed and resumed run on the
-CPU sees exactly the data an uninterrupted one would have seen.
-"""
+"""The training data stream, resumable and reproducible: batches and each image's augmentation
+are functions of (SEED, position in the stream), so a killed and resumed run sees exactly the
+data an uninterrupted one would have seen."""
 import random
 from contextlib import contextmanager
 from itertools import islice
