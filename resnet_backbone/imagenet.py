@@ -44,10 +44,6 @@ def raw_file_candidates(entry):
     ]
 
 
-def _download(url, destination, hash_prefix=None):
-    torch.hub.download_url_to_file(url, destination, hash_prefix=hash_prefix, progress=True)
-
-
 def fetch_raw_file(entry):
     """Local path of the raw file of `entry`, downloaded into its publisher's cache if absent."""
     candidates = raw_file_candidates(entry)
@@ -60,7 +56,7 @@ def fetch_raw_file(entry):
         logger.warning(f"{entry.url} has no published checksum; it is not verified")
     logger.info(f"downloading {entry.url} to {destination}")
     try:
-        _download(entry.url, destination, hash_prefix=entry.sha256_prefix)
+        torch.hub.download_url_to_file(entry.url, destination, hash_prefix=entry.sha256_prefix)
     except Exception as error:
         raise OSError(
             f"cannot get {entry.name}: none of {candidates} exists and downloading {entry.url} "

@@ -299,7 +299,6 @@ def offline_caches(tmp_path, monkeypatch):
         downloads.append((url, hash_prefix))
         raise RuntimeError("tests must not download")
 
-    monkeypatch.setattr(imagenet, "_download", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return tmp_path, downloads
 
