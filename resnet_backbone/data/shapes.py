@@ -108,6 +108,11 @@ def _background(rng, h: int, w: int) -> np.ndarray:
     return img
 
 
+def _rotated(pts: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return pts @ np.array([[c, s], [-s, c]])
+
+
 def _regular_polygon(n: int, radius: float, rotation: float) -> np.ndarray:
     a = rotation + 2 * math.pi * np.arange(n) / n
     return np.stack([radius * np.cos(a), radius * np.sin(a)], axis=1)
@@ -132,8 +137,7 @@ def _shape_polygon(name: str, radius: float, rotation: float) -> Optional[np.nda
              (a, -r), (-a, -r), (-a, -a), (-r, -a), (-r, a), (-a, a)],
             dtype=np.float64,
         )
-        c, s = math.cos(rotation), math.sin(rotation)
-        return pts @ np.array([[c, s], [-s, c]])
+        return _rotated(pts, rotation)
     raise KeyError(name)
 
 
@@ -209,11 +213,9 @@ def _draw_clutter(img, rng, count: int) -> None:
     for _ in range(count):
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         length, width = rng.uniform(0.2, 0.8) * max(h, w), rng.uniform(1, 3)
-        angle = rng.uniform(0, math.pi)
-        c, s = math.cos(angle), math.sin(angle)
         half = np.array([(-length / 2, -width / 2), (length / 2, -width / 2),
                          (length / 2, width / 2), (-length / 2, width / 2)])
-        pts = half @ np.array([[c, s], [-s, c]])
+        pts = _rotated(half, rng.uniform(0, math.pi))
         py, px = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
         hit = _inside_polygon(px - cx, py - cy, pts)
         colour = _muted_colour(rng)
