@@ -11,13 +11,9 @@ from detectron2.data.datasets import register_coco_instances
 from .datasets import register_voc
 from .layout import datasets_root
 
-KEYS = {
-    "voc": {"FORMAT", "DIRNAME", "SPLIT", "CLASSES", "VOC07_METRIC"},
-    "coco": {"FORMAT", "JSON", "IMAGE_ROOT"},
-    "imagefolder": {"FORMAT", "ROOT"},
-}
-REQUIRED = {"voc": {"DIRNAME", "SPLIT", "CLASSES"}, "coco": {"JSON", "IMAGE_ROOT"},
-            "imagefolder": {"ROOT"}}
+# FORMAT -> (required keys, optional keys) of an entry.
+FORMATS = {"voc": ({"DIRNAME", "SPLIT", "CLASSES"}, {"VOC07_METRIC"}),
+           "coco": ({"JSON", "IMAGE_ROOT"}, set()), "imagefolder": ({"ROOT"}, set())}
 
 # Names this module registered, with the entry they were registered from.
 _REGISTERED = {}
@@ -28,13 +24,14 @@ def _check_entry(name, entry):
     if not hasattr(entry, "get"):
         raise ValueError(f"{where} must be a mapping of FORMAT, paths and CLASSES, not {entry!r}")
     kind = str(entry.get("FORMAT", "")).lower()
-    if kind not in KEYS:
-        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of {sorted(KEYS)}")
-    unknown = set(entry) - KEYS[kind]
-    missing = REQUIRED[kind] - set(entry)
+    if kind not in FORMATS:
+        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of {sorted(FORMATS)}")
+    required, optional = FORMATS[kind]
+    known = {"FORMAT"} | required | optional
+    unknown, missing = set(entry) - known, required - set(entry)
     if unknown or missing:
         raise KeyError(f"{where} ({kind}): unknown keys {sorted(unknown)}, missing keys "
-                       f"{sorted(missing)}; a {kind} entry takes {sorted(KEYS[kind])}")
+                       f"{sorted(missing)}; a {kind} entry takes {sorted(known)}")
     classes = entry.get("CLASSES")
     if kind == "voc" and (not classes or len(set(classes)) != len(classes)
                           or not all(isinstance(c, str) and c for c in classes)):
@@ -71,12 +68,6 @@ def register_user_datasets(cfg):
         _REGISTERED[name] = spec
 
 
-def _coco_classes(json_file):
-    with open(json_file, encoding="utf-8") as f:
-        categories = json.load(f).get("categories") or []
-    return [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
-
-
 def check_user_datasets(cfg):
     """MODEL.ROI_HEADS.NUM_CLASSES must equal the class count of each user dataset in use."""
     used = set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST)
@@ -91,7 +82,10 @@ def check_user_datasets(cfg):
             if not os.path.isfile(json_file):
                 raise FileNotFoundError(f"DATASETS.USER.{name}.JSON: file {json_file} does not "
                                         "exist")
-            classes, source = _coco_classes(json_file), f"the categories of {json_file}"
+            with open(json_file, encoding="utf-8") as f:
+                categories = json.load(f).get("categories") or []
+            classes = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+            source = f"the categories of {json_file}"
         if len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
             raise ValueError(
                 f"MODEL.ROI_HEADS.NUM_CLASSES={cfg.MODEL.ROI_HEADS.NUM_CLASSES} but dataset "
