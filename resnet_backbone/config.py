@@ -70,6 +70,10 @@ def add_resnet_backbone_config(cfg):
     # value at the start of training; finite but huge weights are never saved then.
     # 0 disables.
     cfg.RESNET_BACKBONE_SOLVER.WEIGHT_NORM_GROWTH = 10.0
+    # The weight norm (a host-device sync on GPUs) and, with several processes, the exchange of
+    # stop requests (divergence, SIGTERM) between them run every CHECK_PERIOD iterations and
+    # before every checkpoint; the loss check and a single process's SIGTERM act at once.
+    cfg.RESNET_BACKBONE_SOLVER.CHECK_PERIOD = 20
     # With --resume: use the learning rates of this config (SOLVER.BASE_LR, BIAS_LR_FACTOR),
     # the schedule continuing at the resumed iteration, instead of those saved in the
     # checkpoint; e.g. a lower SOLVER.BASE_LR after a divergence.

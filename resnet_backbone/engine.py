@@ -18,7 +18,6 @@ import os
 import re
 import signal
 import statistics
-import tempfile
 import threading
 import weakref
 from collections import deque
@@ -37,6 +36,7 @@ from .data.stream import (ResumableTrainLoader, build_resumable_train_loader, de
 from .distributed import create_ddp_model
 from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
+from .startup import check_detection_run
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +124,24 @@ class TrainingInterrupted(RuntimeError):
     """SIGTERM stopped training after saving a checkpoint; --resume continues from it."""
 
 
-class SaveOnSigterm(HookBase):
-    """On SIGTERM (what schedulers send before killing a job), finish the current iteration,
-    save a checkpoint, and stop with TrainingInterrupted. Every rank stops at the same iteration
-    (the flags are gathered after each step when there are several processes)."""
+def stop_check_due(trainer, period, checkpoint_period):
+    """Whether the iteration that just ended is one where the stop checks that cost a host-device
+    sync or a collective run: every `period` iterations, before every periodic checkpoint and at
+    the last iteration (so that no checkpoint is written before they have run)."""
+    done = trainer.iter + 1
+    return (period <= 1 or done % period == 0 or done >= trainer.max_iter
+            or bool(checkpoint_period) and done % checkpoint_period == 0)
 
-    def __init__(self):
+
+class SaveOnSigterm(HookBase):
+    """On SIGTERM (what schedulers send before killing a job), save a checkpoint and stop with
+    TrainingInterrupted: after the current iteration in a single process; with several, the
+    requests are exchanged on the iterations of `stop_check_due` and every rank stops there."""
+
+    def __init__(self, *, check_period=1, checkpoint_period=0):
         self.requested = False
         self._previous = None
+        self.check_period, self.checkpoint_period = check_period, checkpoint_period
 
     def _request(self, signum, frame):
         self.requested = True
@@ -147,6 +157,8 @@ class SaveOnSigterm(HookBase):
     def after_step(self):
         requested = [self.requested]
         if comm.get_world_size() > 1:
+            if not stop_check_due(self.trainer, self.check_period, self.checkpoint_period):
+                return
             requested = comm.all_gather(self.requested)
         if not any(requested):
             return
@@ -161,25 +173,37 @@ class SaveOnSigterm(HookBase):
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss spiked or the weights grew out of bounds (see DivergenceGuard)."""
+    """The loss spiked or the weights grew out of bounds (see DivergenceGuard); `iteration` is
+    the iteration where it was seen first."""
+
+    def __init__(self, problem, iteration):
+        super().__init__(problem)
+        self.iteration = iteration
 
 
 class DivergenceGuard(HookBase):
-    """Stops training with TrainingDiverged after an iteration whose total loss exceeds both
+    """Stops training with TrainingDiverged when the total loss of an iteration exceeds both
     `loss_spike_factor` times the median of the last `loss_window` iterations and the loss at
-    the start of training (noise on a tiny loss late in training is no divergence), or whose
-    updated weights have an L2 norm above `weight_norm_growth` times the norm at the start of
-    training. Runs before the checkpointer hook, so the weights of that iteration are never
-    saved. A factor of 0 disables its check. The start values travel in the checkpoints, so a
-    resumed run compares with the same ones."""
+    the start of training (noise on a tiny loss late in training is no divergence), or when the
+    L2 norm of the trainable weights exceeds `weight_norm_growth` times its value at the start.
+    A factor of 0 disables its check. The start values travel in the checkpoints, so a resumed
+    run compares with the same ones.
+
+    The loss (already on the host) is checked every iteration; the weight norm (a host-device
+    sync on GPUs) and, with several processes, the exchange of verdicts run on the iterations of
+    `stop_check_due`. The hook runs before the checkpointer hook, so diverged weights are never
+    saved."""
 
     MIN_LOSSES = 2  # a median of fewer previous iterations says nothing
 
-    def __init__(self, *, loss_spike_factor, loss_window, weight_norm_growth):
+    def __init__(self, *, loss_spike_factor, loss_window, weight_norm_growth, check_period=1,
+                 checkpoint_period=0):
         self.loss_spike_factor = loss_spike_factor
         self.weight_norm_growth = weight_norm_growth
+        self.check_period, self.checkpoint_period = check_period, checkpoint_period
         self.losses = deque(maxlen=loss_window)
         self.start = {"loss": None, "norm": None}
+        self.seen = None  # (problem, iteration) found by this process, not acted upon yet
 
     def state_dict(self):
         return dict(self.start)
@@ -207,27 +231,36 @@ class DivergenceGuard(HookBase):
                     f"of the last {len(self.losses)} iterations")
         return None
 
-    def _problem(self):
-        if self.loss_spike_factor and comm.is_main_process():  # only rank 0 records losses
-            loss = self.trainer.storage.history("total_loss").latest()
-            problem = self._loss_problem(loss)
-            if problem:
-                return problem
-            self.losses.append(loss)
-        if self.weight_norm_growth:
-            norm, start = self._weight_norm(), self.start["norm"]
-            if not norm <= self.weight_norm_growth * start:  # also catches NaN
-                return (f"the weight norm {norm:.4g} is above RESNET_BACKBONE_SOLVER."
-                        f"WEIGHT_NORM_GROWTH={self.weight_norm_growth:g} times its value "
-                        f"{start:.4g} at the start of training")
+    def _norm_problem(self):
+        norm, start = self._weight_norm(), self.start["norm"]
+        if not norm <= self.weight_norm_growth * start:  # also catches NaN
+            return (f"the weight norm {norm:.4g} is above RESNET_BACKBONE_SOLVER."
+                    f"WEIGHT_NORM_GROWTH={self.weight_norm_growth:g} times its value "
+                    f"{start:.4g} at the start of training")
         return None
 
     def after_step(self):
-        problem = self._problem()
+        iteration = self.trainer.iter
+        if self.seen is None and self.loss_spike_factor and comm.is_main_process():
+            loss = self.trainer.storage.history("total_loss").latest()  # only rank 0 has it
+            problem = self._loss_problem(loss)
+            if problem:
+                self.seen = (problem, iteration)
+            else:
+                self.losses.append(loss)
+        due = stop_check_due(self.trainer, self.check_period, self.checkpoint_period)
+        if due and self.seen is None and self.weight_norm_growth:
+            problem = self._norm_problem()
+            if problem:
+                self.seen = (problem, iteration)
         if comm.get_world_size() > 1:
-            problem = next(filter(None, comm.all_gather(problem)), None)
-        if problem:
-            raise TrainingDiverged(problem)
+            if not due:
+                return
+            seen = [s for s in comm.all_gather(self.seen) if s]
+        else:
+            seen = [self.seen] if self.seen else []
+        if seen:
+            raise TrainingDiverged(*min(seen, key=lambda s: s[1]))
 
 
 # ------------------------------------------------------------------------------------------
@@ -256,18 +289,10 @@ class Trainer(DefaultTrainer):
         return apply_fast_path(cfg, super().build_model(cfg))
 
     @classmethod
-    def check_startup(cls, cfg, *, world_size, resume=False, eval_only=False, validate_data=True):
+    def check_startup(cls, cfg, **kwargs):
         """Stop a run that cannot work before the trainer is built and before OUTPUT_DIR is
-        touched: the run settings, the datasets (resnet_backbone.data.validation), classes
-        and evaluators."""
-        from .data.custom import check_user_datasets
-        from .data.validation import validate_datasets
-
-        check_run_settings(cfg, world_size=world_size, resume=resume, eval_only=eval_only)
-        check_user_datasets(cfg)
-        if validate_data:
-            validate_datasets(cfg, cfg.DATASETS.TEST if eval_only else None)
-        check_evaluators(cfg, cls)
+        touched (resnet_backbone.startup)."""
+        check_detection_run(cfg, cls, **kwargs)
 
     def build_hooks(self):
         # DefaultTrainer made a plain DetectionCheckpointer just before calling this; the
@@ -278,10 +303,13 @@ class Trainer(DefaultTrainer):
         )
         hooks = super().build_hooks()
         solver = self.cfg.RESNET_BACKBONE_SOLVER
+        periods = {"check_period": solver.CHECK_PERIOD,
+                   "checkpoint_period": self.cfg.SOLVER.CHECKPOINT_PERIOD}
         guard = DivergenceGuard(loss_spike_factor=solver.LOSS_SPIKE_FACTOR,
                                 loss_window=solver.LOSS_WINDOW,
-                                weight_norm_growth=solver.WEIGHT_NORM_GROWTH)
-        return [IterationSeedHook(training_seed(self.cfg)), guard, *hooks, SaveOnSigterm()]
+                                weight_norm_growth=solver.WEIGHT_NORM_GROWTH, **periods)
+        return [IterationSeedHook(training_seed(self.cfg)), guard, *hooks,
+                SaveOnSigterm(**periods)]
 
     def resume_or_load(self, resume=True):
         if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):
@@ -335,7 +363,8 @@ class Trainer(DefaultTrainer):
         """Point last_checkpoint at the newest checkpoint from before the divergence and say
         how to continue. Weights saved after iteration i first meet the data at i + 1, so only
         checkpoints up to two iterations before the failing one are known to be sound."""
-        good = self.checkpointer.checkpoint_of_lineage(up_to=self.iter - 2,
+        failed = getattr(error, "iteration", self.iter)
+        good = self.checkpointer.checkpoint_of_lineage(up_to=failed - 2,
                                                        started_at=self.start_iter)
         pointer = os.path.join(self.cfg.OUTPUT_DIR, "last_checkpoint")
         if comm.is_main_process():
@@ -346,7 +375,7 @@ class Trainer(DefaultTrainer):
         start = (f"continues from {good}" if good else
                  "starts again from MODEL.WEIGHTS, no checkpoint preceding the divergence")
         return (
-            f"training stopped at iteration {self.iter}: it has diverged ({error}). Nothing "
+            f"training stopped at iteration {failed}: it has diverged ({error}). Nothing "
             f"was saved after that; last_checkpoint now names the newest checkpoint from before "
             f"the divergence: {good or '(none)'}. Lower SOLVER.BASE_LR (or raise "
             "SOLVER.WARMUP_ITERS, or check the data), then run the same command with --resume "
@@ -368,39 +397,3 @@ def save_final_metrics(cfg, results):
     if set(results) - set(cfg.DATASETS.TEST):
         results = {cfg.DATASETS.TEST[0]: results}
     write_json(os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS), results)
-
-
-# ------------------------------------------------------------------------------------------
-# Start-up checks (before anything is built or written to OUTPUT_DIR)
-# ------------------------------------------------------------------------------------------
-def has_resumable_checkpoint(cfg):
-    return os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
-
-
-def check_evaluators(cfg, trainer_class=None):
-    """Build (and drop) the evaluator of every test set now, so that a dataset nobody can
-    evaluate stops the run before training rather than after it."""
-    trainer_class = trainer_class or Trainer
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in cfg.DATASETS.TEST:
-            trainer_class.build_evaluator(cfg, name, os.path.join(scratch, name))
-
-
-def check_run_settings(cfg, *, world_size, resume=False, eval_only=False):
-    """What any run checks before it starts: batch size vs processes, the schedule, and
-    MODEL.WEIGHTS (existence, architecture, pixel format)."""
-    from detectron2.solver import build_lr_scheduler
-
-    from .checkpoint import check_weights_match_config
-
-    if not eval_only and cfg.SOLVER.IMS_PER_BATCH % world_size:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the number of "
-            f"processes ({world_size}); use a multiple of {world_size}"
-        )
-    if not eval_only:  # e.g. SOLVER.STEPS past SOLVER.MAX_ITER fails here, not after set-up
-        probe = torch.zeros(1, requires_grad=True)
-        build_lr_scheduler(cfg, torch.optim.SGD([probe], lr=cfg.SOLVER.BASE_LR))
-    weights = cfg.MODEL.WEIGHTS
-    if weights and not (resume and has_resumable_checkpoint(cfg)):
-        check_weights_match_config(cfg, weights)  # missing, unreadable, or not fitting

@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 
 from resnet_backbone import add_resnet_backbone_config
 from resnet_backbone.data.custom import check_user_datasets, register_user_datasets
-from resnet_backbone.engine import FINAL_METRICS, check_evaluators
+from resnet_backbone.engine import FINAL_METRICS, Trainer
+from resnet_backbone.startup import check_evaluators
 
 CLASSES = ("apple", "pear")
 SIZES = [(96, 80), (80, 96), (96, 96), (88, 72), (72, 88), (96, 64)]
@@ -191,7 +192,7 @@ def test_a_test_set_without_evaluator_stops_at_start_up():
     DatasetCatalog.register("no_evaluator_set", lambda: [])
     try:
         with pytest.raises(ValueError, match="no evaluator for dataset 'no_evaluator_set'"):
-            check_evaluators(_cfg({}, test=["no_evaluator_set"]))
+            check_evaluators(_cfg({}, test=["no_evaluator_set"]), Trainer)
     finally:
         DatasetCatalog.remove("no_evaluator_set")
         MetadataCatalog.remove("no_evaluator_set")

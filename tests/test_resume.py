@@ -164,12 +164,14 @@ class _Guarded:
 
         self.model = torch.nn.Linear(4, 4)
         self.storage = EventStorage()
+        self.iter, self.max_iter = -1, 1000
         self.guard = DivergenceGuard(**{"loss_spike_factor": 10.0, "loss_window": 5,
                                         "weight_norm_growth": 10.0, **factors})
         self.guard.trainer = self
         self.guard.before_train()
 
     def step(self, loss):
+        self.iter += 1
         self.storage.put_scalar("total_loss", loss)
         self.guard.after_step()
 
@@ -214,6 +216,33 @@ def test_weights_growing_out_of_bounds_stop_training_before_they_are_saved():
         run.model.weight[0, 0] = float("nan")
     with pytest.raises(TrainingDiverged):
         run.step(1.0)
+
+
+def test_costly_divergence_checks_run_every_check_period_and_before_each_checkpoint(monkeypatch):
+    """The weight norm (a GPU sync) is read only on check iterations; with several processes
+    the verdicts are exchanged only then, naming the iteration where the loss spiked."""
+    from detectron2.utils import comm
+
+    from resnet_backbone.engine import TrainingDiverged
+
+    run = _Guarded(loss_spike_factor=0.0, check_period=5, checkpoint_period=7)
+    reads = []
+    norm = run.guard._weight_norm
+    monkeypatch.setattr(run.guard, "_weight_norm", lambda: reads.append(run.iter) or norm())
+    for _ in range(11):
+        run.step(1.0)
+    assert reads == [4, 6, 9]  # iterations 5, 7 and 10 done (the 7th: a checkpoint follows)
+
+    exchanges = []
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(comm, "all_gather", lambda seen: exchanges.append(run.iter) or [seen, None])
+    run = _Guarded(weight_norm_growth=0.0, check_period=5)
+    for loss in (1.0, 1.0, 1.0):
+        run.step(loss)
+    run.step(50.0)  # iteration 3 spikes; the ranks learn it after iteration 4
+    with pytest.raises(TrainingDiverged, match="total loss 50") as stopped:
+        run.step(1.0)
+    assert stopped.value.iteration == 3 and exchanges == [4]
 
 
 def test_the_checkpoint_before_a_divergence_is_of_this_run_or_older_than_its_start(tmp_path):

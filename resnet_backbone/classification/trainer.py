@@ -13,7 +13,8 @@ from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
 
 from ..data.stream import build_resumable_train_loader
-from ..engine import Trainer, check_evaluators, check_run_settings
+from ..engine import Trainer
+from ..startup import check_evaluators, check_run_settings
 from .data import EVALUATOR_TYPE, ClassificationMapper
 from .evaluation import ClassificationEvaluator
 from .export import EXPORTED_NAME, export_classifier, exported_arch
