@@ -139,6 +139,13 @@ def test_training_mapper_pads_crops_flips_and_orders_channels():
     assert test["image"].shape == (3, 32, 32) and test["label"] == 7
 
 
+def test_a_bad_test_mode_is_named_with_its_key():
+    cfg = classifier_cfg(**{"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
+                            "MODEL.CLASSIFIER.TEST_MODE": "5crop"})
+    with pytest.raises(ValueError, match="MODEL.CLASSIFIER.TEST_MODE='5crop'"):
+        build_model(cfg)
+
+
 def test_cifar_builder_names_a_bad_shortcut_option():
     cfg = classifier_cfg("build_cifar_resnet_backbone", **{"MODEL.RESNETS.DEPTH": 20,
                                                            "MODEL.RESNET_BACKBONE.SHORTCUT": "D"})

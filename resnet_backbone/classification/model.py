@@ -78,8 +78,6 @@ class ImageClassifier(nn.Module):
                  label_smoothing=0.0, test_mode="center", test_resize=256, test_crop=224,
                  test_scales=(224, 256, 384, 480, 640)):
         super().__init__()
-        if test_mode not in TEST_MODES:
-            raise ValueError(f"test_mode must be one of {TEST_MODES}, got {test_mode!r}")
         self.backbone, self.head = backbone, head
         self.input_format = input_format
         self.label_smoothing = label_smoothing
