@@ -30,10 +30,11 @@ import time
 import torch
 from benchmark_lib import calibrate_frozen_bn
 from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.modeling import build_model
 
 from resnet_backbone import model_zoo
 from resnet_backbone.data import prepare_dataset
-from resnet_backbone.engine import FINAL_METRICS, Trainer
+from resnet_backbone.engine import FINAL_METRICS
 from resnet_backbone.launch import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,11 +88,12 @@ def free_port():
 def make_initial_weights(config_file, overrides, path):
     """Random weights of the config's model with FrozenBN calibrated on two training images (noise
     images give statistics so unlike the data's that the first losses are in the hundreds), saved
-    where MODEL.WEIGHTS can load them."""
-    args = argparse.Namespace(config_file=config_file, opts=list(overrides))
+    where MODEL.WEIGHTS can load them. Built on the CPU without the fast path (the parameters
+    are the same), so that this process holds no GPU memory while the runs train."""
+    args = argparse.Namespace(config_file=config_file, opts=[*overrides, "MODEL.DEVICE", "cpu"])
     cfg = load_config(args)
     torch.manual_seed(0)
-    model = Trainer.build_model(cfg)
+    model = build_model(cfg)
     mapper = DatasetMapper(cfg, is_train=False)
     calibrate_frozen_bn(model, [mapper(d) for d in DatasetCatalog.get(TRAIN)[:2]])
     torch.save({"model": model.state_dict()}, path)
