@@ -6,7 +6,6 @@ import gzip
 import importlib.machinery
 import io
 import logging
-import math
 import os
 import tarfile
 from typing import List, Optional
@@ -42,26 +41,12 @@ def fast_coco_eval_available() -> bool:
 class PaperCOCOEvaluator(COCOEvaluator):
     """COCOEvaluator that reports 0 AP, not Detectron2's NaN, when the model detected nothing."""
 
-    def reset(self):
-        super().reset()
-        self._num_detections = 0
-
-    def process(self, inputs, outputs):
-        super().process(inputs, outputs)
-        self._num_detections += sum(len(o["instances"]) for o in outputs if "instances" in o)
-
-    def evaluate(self, img_ids=None):
-        total = self._num_detections
-        if self._distributed:
-            total = sum(comm.gather(self._num_detections, dst=0))
-        results = super().evaluate(img_ids)
-        if results and total == 0 and comm.is_main_process():
-            for task, metrics in results.items():
-                results[task] = {k: (0.0 if isinstance(v, float) and math.isnan(v) else v)
-                                 for k, v in metrics.items()}
-            logger.warning("No detections on %s: its COCO AP is reported as 0.",
-                           self._metadata.name)
-        return results
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names)
+        if coco_eval is not None:
+            return results
+        logger.warning("No detections on %s: its COCO AP is reported as 0.", self._metadata.name)
+        return dict.fromkeys(results, 0.0)
 
 
 class VOC07Evaluator(PascalVOCDetectionEvaluator):
