@@ -171,6 +171,15 @@ def make_resnet(
     return ResNet(stem, stages, out_features=out_features, freeze_at=freeze_at)
 
 
+def check_shortcut(shortcut):
+    if shortcut not in SHORTCUT_OPTIONS:
+        raise ValueError(
+            f"MODEL.RESNET_BACKBONE.SHORTCUT={shortcut!r} is unknown; use one of "
+            f"{SHORTCUT_OPTIONS} (A: zero-padded identity, B: projection where the shape "
+            "changes, C: projection everywhere)"
+        )
+
+
 def read_resnet_config(cfg):
     """Keyword options of `make_resnet` (and the C4 head) from a Detectron2 config; the one
     place a configuration is validated, every rejection naming the config key at fault."""
@@ -187,12 +196,7 @@ def read_resnet_config(cfg):
             f"MODEL.RESNETS.DEPTH={depth!r} is not a depth of the paper's Table 1; "
             f"use one of {sorted(DEPTH_TABLE)}"
         )
-    if shortcut not in SHORTCUT_OPTIONS:
-        raise ValueError(
-            f"MODEL.RESNET_BACKBONE.SHORTCUT={shortcut!r} is unknown; use one of "
-            f"{SHORTCUT_OPTIONS} (A: zero-padded identity, B: projection where the shape "
-            "changes, C: projection everywhere)"
-        )
+    check_shortcut(shortcut)
     if DEPTH_TABLE[depth][0] is BasicBlock and res2_out_channels != 64:
         raise ValueError(
             f"MODEL.RESNETS.RES2_OUT_CHANNELS={res2_out_channels} but ResNet-{depth} has "

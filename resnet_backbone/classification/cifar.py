@@ -13,7 +13,7 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import ResNet
 
-from ..resnet import SHORTCUT_OPTIONS, BasicBlock
+from ..resnet import BasicBlock, check_shortcut
 
 CIFAR_WIDTHS = (16, 32, 64)
 
@@ -61,11 +61,7 @@ def make_cifar_resnet(depth, *, residual=True, shortcut="A", norm="BN", in_chann
 def build_cifar_resnet_backbone(cfg, input_shape):
     """CIFAR-10 network from MODEL.RESNETS.DEPTH / NORM and MODEL.RESNET_BACKBONE.SHORTCUT /
     RESIDUAL."""
-    shortcut = cfg.MODEL.RESNET_BACKBONE.SHORTCUT
-    if shortcut not in SHORTCUT_OPTIONS:
-        raise ValueError(
-            f"MODEL.RESNET_BACKBONE.SHORTCUT={shortcut!r}; use one of {SHORTCUT_OPTIONS}"
-        )
+    check_shortcut(cfg.MODEL.RESNET_BACKBONE.SHORTCUT)
     return make_cifar_resnet(
         cfg.MODEL.RESNETS.DEPTH,
         residual=cfg.MODEL.RESNET_BACKBONE.RESIDUAL,
