@@ -99,7 +99,10 @@ def read_metadata(path):
 
 
 def read_checkpoint(path):
-    """The checkpoint at the local `path`; an error naming the file instead of torch's."""
+    """The checkpoint at the local `path`, on the CPU: a .pkl is a Caffe2 pickle (latin1, as
+    Detectron2 reads it), anything else a torch file, loaded memory-mapped and weights_only where
+    the torch version and the file allow it. Errors name the file."""
+    path = os.fspath(path)
     if os.path.isdir(path):
         inside = sorted(f for f in os.listdir(path) if f.endswith((".pth", ".pkl")))
         hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
@@ -108,11 +111,9 @@ def read_checkpoint(path):
         raise FileNotFoundError(f"file {path} does not exist")
     try:
         if path.endswith(".pkl"):
-            return load_raw_checkpoint(path)
-        try:
-            return load_raw_checkpoint(path, mmap=True)
-        except pickle.UnpicklingError:  # objects weights_only refuses, e.g. a trainer's state
-            return torch.load(path, map_location="cpu", weights_only=False)
+            with open(path, "rb") as f:
+                return pickle.load(f, encoding="latin1")
+        return _torch_load(path)
     except Exception as error:
         raise ValueError(
             f"{path} is not a readable checkpoint: it is truncated, corrupt or not a torch/pickle "
@@ -120,30 +121,21 @@ def read_checkpoint(path):
         ) from error
 
 
-def load_raw_checkpoint(path, mmap=False):
-    """A published checkpoint: .pkl files are Caffe2 pickles (latin1, as Detectron2 reads
-    them), anything else a torch file, loaded to the CPU weights_only (and memory-mapped) where
-    the torch version and the file allow it."""
-    path = os.fspath(path)
-    if path.endswith(".pkl"):
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    attempts = ([dict(weights_only=True, mmap=True)] if mmap else []) + [dict(weights_only=True)]
-    for options in attempts:
+def _torch_load(path):
+    # Falls back past: a torch without mmap / weights_only (TypeError), mmap of a legacy non-zip
+    # file (RuntimeError), objects weights_only refuses, e.g. a trainer's state (UnpicklingError).
+    for options in (dict(weights_only=True, mmap=True), dict(weights_only=True),
+                    dict(weights_only=False), {}):
         try:
             return torch.load(path, map_location="cpu", **options)
-        except TypeError:  # a torch without this option
-            continue
-        except RuntimeError:  # mmap of a legacy (non-zip) torch file
-            if "mmap" in options:
-                continue
-            raise
-    return torch.load(path, map_location="cpu")
+        except (TypeError, RuntimeError, pickle.UnpicklingError) as e:
+            error = e
+    raise error
 
 
 def convert_file(raw_path, output_path, *, source=None, name=None, url=None, expected_arch=None):
     """Convert the published checkpoint `raw_path` to `output_path`; returns the metadata."""
-    converted = convert_checkpoint(load_raw_checkpoint(raw_path), source)
+    converted = convert_checkpoint(read_checkpoint(raw_path), source)
     if expected_arch is not None and converted.arch != expected_arch:
         raise ValueError(
             f"{raw_path} holds {converted.arch} weights, but {name or 'the caller'} expects "

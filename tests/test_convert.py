@@ -11,7 +11,7 @@ from torch import nn
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from resnet_backbone import convert
-from resnet_backbone.checkpoint import convert_file, load_raw_checkpoint, read_metadata
+from resnet_backbone.checkpoint import convert_file, read_checkpoint, read_metadata
 from resnet_backbone.resnet import make_resnet
 
 DEPTHS = (18, 34, 50, 101, 152)
@@ -144,7 +144,7 @@ def test_msra_pickle_gives_expected_tensors(tmp_path, with_stats, wrapper):
     with open(path, "wb") as f:
         pickle.dump(data, f)
 
-    result = convert.convert_checkpoint(load_raw_checkpoint(str(path)))
+    result = convert.convert_checkpoint(read_checkpoint(str(path)))
     assert (result.source, result.arch) == ("msra", "resnet50")
     converted = result.state_dict
     assert set(converted) == set(meta_package_resnet(50))
