@@ -6,17 +6,15 @@ import json
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances
 
-from .datasets import register_voc
+from .datasets import register_coco, register_voc
 from .layout import datasets_root
 
 # FORMAT -> (required keys, optional keys) of an entry.
 FORMATS = {"voc": ({"DIRNAME", "SPLIT", "CLASSES"}, {"VOC07_METRIC"}),
            "coco": ({"JSON", "IMAGE_ROOT"}, set()), "imagefolder": ({"ROOT"}, set())}
 
-# Names this module registered, with the entry they were registered from.
-_REGISTERED = {}
+_USER_NAMES = set()  # names this module registered
 
 
 def _check_entry(name, entry):
@@ -47,15 +45,9 @@ def register_user_datasets(cfg):
     """Register every `cfg.DATASETS.USER` entry into Detectron2's catalogs (idempotent)."""
     for name, entry in cfg.DATASETS.USER.items():
         kind = _check_entry(name, entry)
-        spec = (json.dumps(entry, sort_keys=True, default=list), datasets_root())
-        if _REGISTERED.get(name) == spec:
-            continue
-        if name in DatasetCatalog:
-            if name not in _REGISTERED:
-                raise ValueError(f"DATASETS.USER.{name}: the name {name!r} is already registered "
-                                 "(a builtin or project dataset); give your dataset another name")
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
+        if name in DatasetCatalog and name not in _USER_NAMES:
+            raise ValueError(f"DATASETS.USER.{name}: the name {name!r} is already registered "
+                             "(a builtin or project dataset); give your dataset another name")
         if kind == "voc":
             register_voc(name, _path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
                          year=2007 if entry.get("VOC07_METRIC", False) else 2012)
@@ -64,8 +56,8 @@ def register_user_datasets(cfg):
 
             register_image_folder(name, _path(entry.ROOT))
         else:
-            register_coco_instances(name, {}, _path(entry.JSON), _path(entry.IMAGE_ROOT))
-        _REGISTERED[name] = spec
+            register_coco(name, _path(entry.JSON), _path(entry.IMAGE_ROOT))
+        _USER_NAMES.add(name)
 
 
 def check_user_datasets(cfg):

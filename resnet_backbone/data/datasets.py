@@ -138,16 +138,17 @@ def register_voc(name: str, dirname: str, split: str, class_names: Sequence[str]
                  **metadata) -> None:
     """Register a VOC-layout split (year 2007: the VOC07 11-point AP when evaluated)."""
     classes = tuple(class_names)
-    register_dataset(name, ("voc", dirname, split, classes),
-              lambda: load_voc_split(dirname, split, classes, annotated=annotated),
-              thing_classes=list(classes), dirname=dirname, year=year, split=split,
-              evaluator_type=evaluator_type, **metadata)
+    register_dataset(name, ("voc", dirname, split, classes, year, annotated, evaluator_type),
+                     lambda: load_voc_split(dirname, split, classes, annotated=annotated),
+                     thing_classes=list(classes), dirname=dirname, year=year, split=split,
+                     evaluator_type=evaluator_type, **metadata)
 
 
-def _register_coco(name: str, json_file: str, image_root: str, **metadata) -> None:
+def register_coco(name: str, json_file: str, image_root: str, **metadata) -> None:
+    """Register a COCO json split (Detectron2's `register_coco_instances`, re-pointable)."""
     register_dataset(name, ("coco", json_file, image_root),
-              lambda: load_coco_json(json_file, image_root, name),
-              json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+                     lambda: load_coco_json(json_file, image_root, name),
+                     json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
 
 
 # Class metadata of Detectron2's builtin COCO entries, kept when they are re-pointed.
@@ -160,9 +161,9 @@ def register_paper_datasets(root: Optional[str] = None) -> None:
     for name, spec in PAPER_SPLITS.items():
         if isinstance(spec, COCOSplit):
             meta = MetadataCatalog.get(name).as_dict() if name in DatasetCatalog else {}
-            _register_coco(name, os.path.join(root, spec.json_file),
-                           os.path.join(root, spec.image_root),
-                           **{k: v for k, v in meta.items() if k in _COCO_CLASS_KEYS})
+            register_coco(name, os.path.join(root, spec.json_file),
+                          os.path.join(root, spec.image_root),
+                          **{k: v for k, v in meta.items() if k in _COCO_CLASS_KEYS})
         else:
             register_voc(
                 name, os.path.join(root, spec.dirname), spec.split, VOC_CLASS_NAMES,
@@ -171,20 +172,12 @@ def register_paper_datasets(root: Optional[str] = None) -> None:
             )
 
 
-def register_voc_combos() -> None:
-    """Register `VOC_COMBOS` (training only; the parts are looked up when loaded)."""
-    for name, parts in VOC_COMBOS.items():
-        register_dataset(name, ("concat", tuple(parts)),
-                  lambda parts=tuple(parts): [r for p in parts for r in DatasetCatalog.get(p)],
-                  thing_classes=list(VOC_CLASS_NAMES), parts=list(parts))
-
-
 def register_synthetic(root: Optional[str] = None) -> None:
     """Register the synthetic splits on the tree at `root` (default: `synthetic_root()`)."""
     root = synthetic_root() if root is None else root
     image_root = os.path.join(root, "images")
     for name, split in SYNTHETIC_COCO_SPLITS.items():
-        _register_coco(
+        register_coco(
             name, os.path.join(root, "annotations", f"instances_{split}.json"), image_root,
             thing_classes=list(SHAPE_CLASSES),
             thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))},
@@ -200,5 +193,8 @@ def register_all(root: Optional[str] = None) -> None:
     `$DETECTRON2_DATASETS`, read now). Idempotent."""
     root = datasets_root() if root is None else root
     register_paper_datasets(root)
-    register_voc_combos()
+    for name, parts in VOC_COMBOS.items():  # training only; the parts are looked up when loaded
+        register_dataset(name, ("concat", parts),
+                         lambda parts=parts: [r for p in parts for r in DatasetCatalog.get(p)],
+                         thing_classes=list(VOC_CLASS_NAMES), parts=list(parts))
     register_synthetic(synthetic_root(root))

@@ -103,24 +103,21 @@ def _voc_evaluation_problems(dirname, split):
     return problems
 
 
-def _image_header(path):
-    """((width, height) after EXIF rotation, as Detectron2's read_image applies it; PIL mode)."""
-    with Image.open(path) as im:
-        width, height = im.size
-        try:
-            orientation = im.getexif().get(_EXIF_ORIENTATION)
-        except Exception:
-            orientation = None
-        mode = im.mode
-    return ((height, width) if orientation in (5, 6, 7, 8) else (width, height)), mode
-
-
 def _image_problem(record):
+    """Why the image of `record` cannot be used, from its header (size after the EXIF rotation
+    Detectron2's read_image applies, pixel mode), or None."""
     path = record.get("file_name")
     if not path or not os.path.isfile(path):
         return f"{_entry(record)}: image file does not exist"
     try:
-        (width, height), mode = _image_header(path)
+        with Image.open(path) as im:
+            (width, height), mode = im.size, im.mode
+            try:
+                rotated = im.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8)
+            except Exception:  # as Detectron2's read_image, which then does not rotate
+                rotated = False
+        if rotated:
+            width, height = height, width
     except Exception as e:
         return f"{_entry(record)}: image is not readable ({type(e).__name__}: {e})"
     if mode in _HIGH_BIT_DEPTH_MODES:
