@@ -113,8 +113,7 @@ class ImageNetWeightsHandler(PathHandler):
     def _exists(self, path, **kwargs):
         return self._name(path) in KNOWN_WEIGHTS
 
-    def _isfile(self, path, **kwargs):
-        return self._exists(path)
+    _isfile = _exists
 
 
 def register_imagenet_handler(path_manager=PathManager):

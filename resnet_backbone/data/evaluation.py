@@ -8,7 +8,7 @@ import io
 import logging
 import os
 import tarfile
-from typing import List, Optional
+from typing import Dict, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import (
@@ -109,35 +109,34 @@ class VOC2012SubmissionWriter(DatasetEvaluator):
                 return {}
         main_dir = os.path.join(self._output_dir, "results", "VOC2012", "Main")
         os.makedirs(main_dir, exist_ok=True)
-        files = []
+        members = {}  # name in the archive (the path under output_dir) -> content
         for cls, name in enumerate(self._class_names):
-            path = os.path.join(main_dir, f"{self._competition}_det_{self._split}_{name}.txt")
-            text = "".join(line + "\n" for c, *_, line in sorted(lines) if c == cls)
-            atomic_write(path, lambda f, text=text: f.write(text.encode("utf-8")))
-            files.append(path)
+            member = f"results/VOC2012/Main/{self._competition}_det_{self._split}_{name}.txt"
+            members[member] = "".join(
+                line + "\n" for c, *_, line in sorted(lines) if c == cls).encode("utf-8")
+            atomic_write(os.path.join(self._output_dir, member),
+                         lambda f, data=members[member]: f.write(data))
         archive = os.path.join(
             self._output_dir, f"{self._dataset_name}_{self._competition}_results.tar.gz"
         )
-        atomic_write(archive, lambda f: _write_tar_gz(f, self._output_dir, files))
+        atomic_write(archive, lambda f: _write_tar_gz(f, members))
         logger.info(
             "%s has no public labels, so no mAP here: wrote %d detections for %d classes to %s "
             "and packed them as %s. Upload that archive to the PASCAL VOC evaluation server "
             "(%s, account required) as a VOC2012 detection %s submission to get the mAP.",
-            self._dataset_name, len(lines), len(files), main_dir, archive, VOC_SERVER,
+            self._dataset_name, len(lines), len(members), main_dir, archive, VOC_SERVER,
             self._competition,
         )
         return {}
 
 
-def _write_tar_gz(out, base_dir: str, files: List[str]) -> None:
-    """A reproducible .tar.gz of `files` into the binary file `out`: sorted members, no
-    timestamps or owners."""
+def _write_tar_gz(out, members: Dict[str, bytes]) -> None:
+    """A reproducible .tar.gz of `members` into the binary file `out`: sorted, no timestamps or
+    owners."""
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for path in sorted(files):
-            info = tarfile.TarInfo(os.path.relpath(path, base_dir).replace(os.sep, "/"))
-            with open(path, "rb") as f:
-                data = f.read()
+        for name, data in sorted(members.items()):
+            info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
 
