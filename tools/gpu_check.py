@@ -196,6 +196,20 @@ def check_config(name, config_file, args, workdir, env, report):
                    f"{time.perf_counter() - start:.0f} s with start-up")
 
 
+def checks_to_run(args, workdir):
+    """(label, config file) of each check: every config and, with --fast-path, every config
+    again with configs/Base-FastPath.yaml added to its _BASE_."""
+    checks = []
+    for name in args.configs:
+        checks.append((name, config_path(name)))
+        if args.fast_path:
+            fast = os.path.join(workdir, os.path.basename(name).replace(".yaml", "_fast.yaml"))
+            with open(fast, "w") as f:
+                f.write(f"_BASE_: [{json.dumps(checks[-1][1])}, {json.dumps(FAST_PATH)}]\n")
+            checks.append((f"{name} + fast path", fast))
+    return checks
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = (torch.cuda.get_device_name() if args.device == "cuda" else "CPU")
@@ -203,29 +217,21 @@ def main(argv=None):
     prepare_dataset(TRAIN)
     prepare_dataset(TEST)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    checks = [(name, config_path(name)) for name in args.configs]
     failed = 0
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
         workdir = args.output_dir or scratch
-        for name, config_file in checks:
-            variants = [(name, config_file)]
-            if args.fast_path:
-                fast = os.path.join(workdir, os.path.basename(name).replace(".yaml", "_fast.yaml"))
-                os.makedirs(workdir, exist_ok=True)
-                with open(fast, "w") as f:
-                    f.write(f"_BASE_: [{json.dumps(config_file)}, {json.dumps(FAST_PATH)}]\n")
-                variants.append((name + " + fast path", fast))
-            for label, path in variants:
-                def report(step, text):
-                    print(f"[gpu_check] {label} | {step:6} | {text} | ok", flush=True)
-                try:
-                    check_config(label.replace(" + fast path", "_fast"), path, args, workdir, env,
-                                 report)
-                except CheckFailed as error:
-                    failed += 1
-                    print(f"[gpu_check] {label} | FAILED | {error}", flush=True)
-    print(f"[gpu_check] {len(checks) * (2 if args.fast_path else 1) - failed} of "
-          f"{len(checks) * (2 if args.fast_path else 1)} configs passed", flush=True)
+        os.makedirs(workdir, exist_ok=True)
+        checks = checks_to_run(args, workdir)
+        for label, config_file in checks:
+            def report(step, text, label=label):
+                print(f"[gpu_check] {label} | {step:6} | {text} | ok", flush=True)
+            try:
+                check_config(label.replace(" + fast path", "_fast"), config_file, args, workdir,
+                             env, report)
+            except CheckFailed as error:
+                failed += 1
+                print(f"[gpu_check] {label} | FAILED | {error}", flush=True)
+    print(f"[gpu_check] {len(checks) - failed} of {len(checks)} configs passed", flush=True)
     return 1 if failed else 0
 
 
