@@ -210,8 +210,9 @@ def label_of(run, architecture):
     return f"{architecture} ({os.path.basename(run)})"
 
 
-def draw_bars(axis, rows, ylabel, title):
-    """The runs' results side by side per setting, the paper's value marked by a black line."""
+def draw_bars(axis, rows, ylabel, title, paper_tables):
+    """The runs' results side by side per setting, the paper's value (from `paper_tables`)
+    marked by a black line where a run matches a paper row."""
     settings = list(dict.fromkeys(r.setting for r in rows))
     runs = list(dict.fromkeys(r.run for r in rows))
     width = 0.8 / len(runs)
@@ -229,6 +230,8 @@ def draw_bars(axis, rows, ylabel, title):
     axis.set_xticks(range(len(settings)))
     axis.set_xticklabels(settings, fontsize=7, rotation=25, ha="right")
     axis.set_ylabel(ylabel)
+    if any(r.paper is not None for r in rows):
+        title += f" (black lines: He et al. 2015, {paper_tables})"
     axis.set_title(title)
     axis.legend(fontsize=7)
 
@@ -277,11 +280,10 @@ def chart_png(rows, run_dirs):
     classification = [r for r in shown if r.task == CLASSIFICATION]
     if detection:
         panels.append(lambda axis: draw_bars(
-            axis, detection, "AP (%)", "Detection results (black lines: He et al. 2015, Tables 7, 8)"))
+            axis, detection, "AP (%)", "Detection results", "Tables 7, 8"))
     if classification:
         panels.append(lambda axis: draw_bars(
-            axis, classification, "error (%)",
-            "Classification error (black lines: He et al. 2015, Tables 2-4, 6)"))
+            axis, classification, "error (%)", "Classification error", "Tables 2-4, 6"))
     classifiers = {r.run for r in classification}
     losses = {run: training_losses(run) for run in run_dirs if run not in classifiers}
     losses = {run: curve for run, curve in losses.items() if curve}
