@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("--fast-path", action="store_true",
                         help="also check every config with configs/Base-FastPath.yaml")
     parser.add_argument("--output-dir", default=None,
-                        help="where the runs go (default: a new temporary folder, removed after)")
+                        help="where the runs go (default: a new temporary folder, removed after "
+                        "unless a check failed)")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="KEY VALUE overrides for every run (e.g. smaller images on a CPU)")
     args = parser.parse_args(argv)
@@ -218,20 +220,23 @@ def main(argv=None):
     prepare_dataset(TEST)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     failed = 0
-    with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
-        workdir = args.output_dir or scratch
-        os.makedirs(workdir, exist_ok=True)
-        checks = checks_to_run(args, workdir)
-        for label, config_file in checks:
-            def report(step, text, label=label):
-                print(f"[gpu_check] {label} | {step:6} | {text} | ok", flush=True)
-            try:
-                check_config(label.replace(" + fast path", "_fast"), config_file, args, workdir,
-                             env, report)
-            except CheckFailed as error:
-                failed += 1
-                print(f"[gpu_check] {label} | FAILED | {error}", flush=True)
+    workdir = args.output_dir or tempfile.mkdtemp(prefix="gpu_check_")
+    os.makedirs(workdir, exist_ok=True)
+    checks = checks_to_run(args, workdir)
+    for label, config_file in checks:
+        def report(step, text, label=label):
+            print(f"[gpu_check] {label} | {step:6} | {text} | ok", flush=True)
+        try:
+            check_config(label.replace(" + fast path", "_fast"), config_file, args, workdir, env,
+                         report)
+        except CheckFailed as error:
+            failed += 1
+            print(f"[gpu_check] {label} | FAILED | {error}", flush=True)
     print(f"[gpu_check] {len(checks) - failed} of {len(checks)} configs passed", flush=True)
+    if failed and not args.output_dir:
+        print(f"[gpu_check] the runs and their logs are kept in {workdir}", flush=True)
+    elif not args.output_dir:
+        shutil.rmtree(workdir)  # checkpoints of R-101 are hundreds of MB each
     return 1 if failed else 0
 
 
