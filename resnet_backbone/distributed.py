@@ -11,6 +11,7 @@
 * `create_ddp_model` lets a CPU model train under gloo with both Detectron2 v0.6 and upstream
   main (whose create_ddp_model gives DistributedDataParallel device_ids for any model).
 """
+import functools
 import logging
 import os
 import socket
@@ -104,9 +105,21 @@ def _init_from_env():
     comm.synchronize()
 
 
+def _run_then_leave_group(main_func, args):
+    """`main_func(args)`, then the process group is destroyed: a gloo group still alive at
+    interpreter exit can abort the process ("terminate called without an active exception",
+    SIGABRT) after a run that succeeded, which `launch` would report as a dead worker. Not after
+    an error, when other processes may still be inside a collective."""
+    result = main_func(args)
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    return result
+
+
 def run(main_func, args):
     """Run `main_func(args)` in every process of the job described by `args` (Detectron2's
     --num-gpus / --num-machines / --machine-rank / --dist-url) or by torchrun's environment."""
+    main_func = functools.partial(_run_then_leave_group, main_func)
     if under_torchrun():
         if int(os.environ["WORLD_SIZE"]) > 1:
             _init_from_env()

@@ -233,6 +233,8 @@ def _all_reduce_worker(out_dir):
     with open(os.path.join(out_dir, f"rank{comm.get_rank()}.json"), "w") as f:
         json.dump({"sum": t.item(), "backend": dist.get_backend(), "gathered": gathered,
                    "local_rank": comm.get_local_rank(), "world": comm.get_world_size()}, f)
+    # A gloo group alive at interpreter exit can abort the worker (SIGABRT) after it succeeded.
+    dist.destroy_process_group()
 
 
 @pytest.mark.distributed
