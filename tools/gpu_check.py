@@ -19,6 +19,7 @@ One line per step; the exit status is 1 if any step failed (its log's tail is pr
 """
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -119,7 +120,7 @@ def training_summary(output_dir, first_iter):
     if not rows:
         raise CheckFailed(f"{output_dir}/metrics.json has no training rows from {first_iter}")
     losses = [r["total_loss"] for r in rows]
-    if not all(map(lambda v: v == v and abs(v) != float("inf"), losses)):
+    if not all(map(math.isfinite, losses)):
         raise CheckFailed(f"non-finite loss in {output_dir}/metrics.json: {losses}")
     with open(os.path.join(output_dir, "log.txt")) as f:
         memory = re.findall(r"max_mem: (\d+)M", f.read())
