@@ -142,6 +142,7 @@ def check_config(name, config_file, args, workdir, env, report):
     processes = args.num_gpus
     images = args.ims_per_gpu * processes
     out = os.path.join(workdir, name.replace("/", "_"))
+    run_dir = os.path.join(out, "run")
     os.makedirs(out, exist_ok=True)
     common = [
         "MODEL.DEVICE", args.device, "DATASETS.TRAIN", f"('{TRAIN}',)",
@@ -152,14 +153,13 @@ def check_config(name, config_file, args, workdir, env, report):
         "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0",
         "SOLVER.WARMUP_ITERS", str(max(1, half // 2)), "SOLVER.STEPS", "()",
         "SOLVER.CHECKPOINT_PERIOD", str(half), "TEST.EVAL_PERIOD", "0",
-        "OUTPUT_DIR", os.path.join(out, "run"), *args.opts,
+        "OUTPUT_DIR", run_dir, *args.opts,
     ]
     weights = os.path.join(out, "initial.pth")
     cfg = make_initial_weights(config_file, [*common, "MODEL.WEIGHTS", ""], weights)
     size = f"{cfg.INPUT.MIN_SIZE_TRAIN[0]} px (max {cfg.INPUT.MAX_SIZE_TRAIN})"
     launch = ["--num-gpus", str(processes), "--dist-url", "auto"]
     script = [sys.executable, TRAIN_NET, "--config-file", config_file]
-    run_dir = os.path.join(out, "run")
 
     run_step([*script, *launch, *common, "MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", str(half)],
              os.path.join(out, "train.log"), env)
