@@ -4,6 +4,8 @@
     python datasets/check_datasets.py                 # every part, under $DETECTRON2_DATASETS
     python datasets/check_datasets.py voc2007 voc2012 --root /data/d2
     python datasets/check_datasets.py --list          # the parts and the dataset names they serve
+    python datasets/check_datasets.py --config-file my_data.yaml [KEY VALUE ...]
+                       # the DATASETS.TRAIN / DATASETS.TEST of a config, your DATASETS.USER too
 
 Every split runs the same checks as the start-up check of a training run
 (resnet_backbone.data.validation). Exit status: 0 when every checked part is usable, 1 when any
@@ -28,6 +30,7 @@ from resnet_backbone.data import (  # noqa: E402
     register_all,
     validate_dataset,
 )
+from resnet_backbone.launch import load_config  # noqa: E402
 
 # Parts of the tree (what one archive, or one set of archives, provides), the splits each part
 # serves, and the number of images each split has in the official release.
@@ -44,11 +47,28 @@ PARTS = {
 
 def check_part(part):
     """(notes, problems, warnings) of one part of the registered tree."""
+    splits = {name: getattr(PAPER_SPLITS.get(name), "annotated", True) for name in PARTS[part]}
+    return check_splits(splits, splits, PARTS[part])
+
+
+def check_config(config_file, opts):
+    """(notes, problems, warnings) of the training and test sets of a config, as its start-up
+    check sees them (DATASETS.USER registered from the config)."""
+    cfg = load_config(argparse.Namespace(config_file=config_file, opts=opts))
+    training = dict.fromkeys(cfg.DATASETS.TRAIN, True)
+    evaluation = dict.fromkeys(cfg.DATASETS.TEST, True)
+    return check_splits(training, evaluation, {})
+
+
+def check_splits(training, evaluation, official_sizes):
+    """Validate every split named in `training` or `evaluation` (name -> whether it is checked
+    for that use); sizes differing from `official_sizes` are warnings."""
     notes, problems, warnings = [], [], []
-    for name, expected in PARTS[part].items():
-        annotated = getattr(PAPER_SPLITS.get(name), "annotated", True)
+    for name in dict.fromkeys([*training, *evaluation]):
+        expected = official_sizes.get(name)
         try:
-            summary = validate_dataset(name, training=annotated, evaluation=annotated)
+            summary = validate_dataset(name, training=training.get(name, False),
+                                       evaluation=evaluation.get(name, False))
         except DatasetError as e:
             problems.append(str(e).replace("\n", "\n         "))
             continue
@@ -66,7 +86,14 @@ def main(argv=None):
     parser.add_argument("--root", default=None,
                         help="the datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
     parser.add_argument("--list", action="store_true", help="list the parts and exit")
+    parser.add_argument("--config-file", metavar="FILE",
+                        help="check the datasets of this training config instead of parts "
+                             "(followed by KEY VALUE overrides, as tools/train_net.py)")
     args = parser.parse_args(argv)
+    if args.config_file:  # the positional arguments are KEY VALUE overrides then
+        if args.root is not None:
+            os.environ["DETECTRON2_DATASETS"] = args.root
+        return report({args.config_file: check_config(args.config_file, args.parts)})
     if args.list:
         for part in PARTS:
             print(f"{part:18s} {', '.join(PARTS[part])}")
@@ -78,9 +105,13 @@ def main(argv=None):
     root = datasets_root() if args.root is None else args.root
     register_all(root)
     print(f"Checking {os.path.abspath(root)}")
+    return report({part: check_part(part) for part in args.parts or list(PARTS)})
+
+
+def report(checked):
+    """Print {what: (notes, problems, warnings)}; the exit status."""
     failed = []
-    for part in args.parts or list(PARTS):
-        notes, problems, warnings = check_part(part)
+    for part, (notes, problems, warnings) in checked.items():
         status = "FAIL" if problems else "ok"
         print(f"[{status:4s}] {part}" + (f": {'; '.join(notes)}" if notes else ""))
         for line in problems:

@@ -36,6 +36,11 @@ def add_resnet_backbone_config(cfg):
     cfg.MODEL.RESNET_BACKBONE.SHORTCUT = "B"
     # False builds the paper's "plain" counterpart: the same layers without any shortcut.
     cfg.MODEL.RESNET_BACKBONE.RESIDUAL = True
+    # MODEL.WEIGHTS that leave weights of the backbone (or of a C4 head's res5) unfilled, absent
+    # from the file or of another shape there, stop the run with the list of them (the file is
+    # for another network); True trains from such a file anyway, with a warning. Applies to
+    # every backbone of this package, VGG-16 included.
+    cfg.MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS = False
 
     cfg.MODEL.VGG = CN()  # VGG-16, configuration "D" of Simonyan & Zisserman
     # Conv blocks to freeze, counted from the input: 2 freezes conv1_* and conv2_* as the

@@ -26,6 +26,7 @@ from detectron2.engine import launch
 from detectron2.engine.defaults import create_ddp_model as _detectron2_create_ddp_model
 from detectron2.utils import comm
 
+from .preemption import forwarding_stop_signals_to_children
 logger = logging.getLogger(__name__)
 
 TIMEOUT_ENV = "RESNET_BACKBONE_DIST_TIMEOUT_MIN"
@@ -116,34 +117,44 @@ def _run_then_leave_group(main_func, args):
     return result
 
 
-def run(main_func, args):
+def run(main_func, args, *, passed_on=()):
     """Run `main_func(args)` in every process of the job described by `args` (Detectron2's
-    --num-gpus / --num-machines / --machine-rank / --dist-url) or by torchrun's environment."""
+    --num-gpus / --num-machines / --machine-rank / --dist-url) or by torchrun's environment.
+    A spawned worker's exception of a class in `passed_on` is raised here as that class (with
+    its message); stop signals to this process are passed on to the workers
+    (`preemption.py`)."""
     main_func = functools.partial(_run_then_leave_group, main_func)
     if under_torchrun():
         if int(os.environ["WORLD_SIZE"]) > 1:
             _init_from_env()
         return main_func(args)
     world_size = args.num_gpus * args.num_machines
-    if world_size > 1 and args.dist_url != "auto":
+    if world_size == 1:  # as launch() does
+        return main_func(args)
+    if args.dist_url != "auto":
         check_port_free(args.dist_url, args.machine_rank)
     try:
-        return launch(main_func, args.num_gpus, num_machines=args.num_machines,
-                      machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,),
-                      timeout=dist_timeout())
+        with forwarding_stop_signals_to_children():
+            return launch(main_func, args.num_gpus, num_machines=args.num_machines,
+                          machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,),
+                          timeout=dist_timeout())
     except mp.ProcessExitedException as e:
         raise DistributedJobError(
             f"worker process {e.error_index} died ({e}); the other workers were stopped"
         ) from None
     except mp.ProcessRaisedException as e:
         text = str(e).strip().splitlines()
+        for error_class in passed_on:
+            name = f"{error_class.__module__}.{error_class.__qualname__}: "
+            if text and text[-1].startswith(name):
+                raise error_class(text[-1][len(name):]) from None
         raise DistributedJobError(
             f"worker process {e.error_index} failed with: {text[-1] if text else e}; the other "
             f"workers were stopped. Its traceback:\n{e}"
         ) from None
 
 
-def exit_with_message(error):
-    """One line on stderr for errors of a kind the user can fix, then exit status 1."""
+def exit_with_message(error, status=1):
+    """One line on stderr for errors of a kind the user can fix, then exit with `status`."""
     print(f"\nERROR: {type(error).__name__}: {error}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(status)

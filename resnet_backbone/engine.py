@@ -6,36 +6,36 @@
   `last_checkpoint` pointing at it intact.
 * `Trainer`: Detectron2's DefaultTrainer with the above, the resumable data stream of
   `data/stream.py`, seeded model randomness (RPN / RoI sampling from SEED, rank and iteration),
-  the evaluator chosen by dataset, SIGTERM handling, and divergence handling: a loss spike,
+  the evaluator chosen by dataset, the stop hook (`hooks.py`: a checkpoint on SIGTERM/SIGUSR1
+  to any process of the job, `preemption.py`), and divergence handling: a loss spike,
   weights growing out of bounds or a non-finite loss stop the run before it saves diverged
   weights, `last_checkpoint` is pointed at the newest checkpoint from before the divergence,
   and `--resume` with RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR continues from there with
-  the config's (lowered) learning rate.
+  the config's (lowered) learning rate. Every checkpoint records the network and pixel format
+  it holds (`metadata.py`) and loads with torch.load(weights_only=True).
 """
 import glob
 import logging
 import os
 import re
-import signal
-import statistics
-import threading
 import weakref
-from collections import deque
-from unittest import mock
 
 import torch
-from detectron2.engine import DefaultTrainer, HookBase
-from detectron2.engine import defaults as d2_defaults
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import hooks as d2_hooks
+from detectron2.evaluation import verify_results
 from detectron2.utils import comm
-from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
 
 from .checkpoint import ResNetBackboneCheckpointer
 from .data.evaluation import build_evaluator
-from .data.stream import (ResumableTrainLoader, build_resumable_train_loader, derive_seed,
-                          training_seed)
+from .data.stream import ResumableTrainLoader, build_resumable_train_loader, training_seed
 from .distributed import create_ddp_model
 from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
+from .hooks import IterationSeedHook, StopHook, TrainingDiverged, TrainingInterrupted  # noqa: F401
+from .metadata import METADATA_KEY, metadata_of_config
+from .preemption import ShieldedLoader
 from .startup import check_detection_run
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
+        metadata = metadata_of_config(self.cfg, "tools/train_net.py") if self.cfg else None
+        if metadata is not None:
+            data[METADATA_KEY] = metadata
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
@@ -97,170 +100,18 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
                      lambda f: f.write(last_filename_basename.encode()))
 
-    def checkpoint_of_lineage(self, *, up_to, started_at):
-        """The newest periodic checkpoint saved at iteration <= `up_to` by this run, or before
-        `started_at` (the one it resumed from and older): not a leftover of another attempt."""
+    def checkpoints_of_lineage(self, *, started_at, period=0):
+        """{iteration: path} of the checkpoints of this run and of those it continues: saved
+        before `started_at` (the one it resumed from and older), or since by this run, which
+        every process knows (its own saves, and the periodic checkpoints the main process saved
+        every `period` iterations) - not leftovers of another attempt that got further."""
         found = dict(self.saved)
         for path in glob.glob(os.path.join(glob.escape(self.save_dir), "model_*.pth")):
             match = re.fullmatch(r"model_(\d+)\.pth", os.path.basename(path))
-            if match and int(match.group(1)) < started_at:
-                found.setdefault(int(match.group(1)), path)
-        usable = [i for i in found if i <= up_to]
-        return found[max(usable)] if usable else None
-
-
-class IterationSeedHook(HookBase):
-    """Seeds python/numpy/torch RNGs from (seed, rank, iteration) before every step, so the
-    model's own sampling (RPN anchors, RoIs) after a resume is what it would have been."""
-
-    def __init__(self, seed):
-        self.seed = seed
-
-    def before_step(self):
-        seed_all_rng(derive_seed(self.seed, comm.get_rank(), self.trainer.iter, 0x5EED))
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM stopped training after saving a checkpoint; --resume continues from it."""
-
-
-def stop_check_due(trainer, period, checkpoint_period):
-    """Whether the iteration that just ended is one where the stop checks that cost a host-device
-    sync or a collective run: every `period` iterations, before every periodic checkpoint and at
-    the last iteration (so that no checkpoint is written before they have run)."""
-    done = trainer.iter + 1
-    return (period <= 1 or done % period == 0 or done >= trainer.max_iter
-            or bool(checkpoint_period) and done % checkpoint_period == 0)
-
-
-class SaveOnSigterm(HookBase):
-    """On SIGTERM (what schedulers send before killing a job), save a checkpoint and stop with
-    TrainingInterrupted: after the current iteration in a single process; with several, the
-    requests are exchanged on the iterations of `stop_check_due` and every rank stops there."""
-
-    def __init__(self, *, check_period=1, checkpoint_period=0):
-        self.requested = False
-        self._previous = None
-        self.check_period, self.checkpoint_period = check_period, checkpoint_period
-
-    def _request(self, signum, frame):
-        self.requested = True
-
-    def before_train(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._request)
-
-    def after_train(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def after_step(self):
-        requested = [self.requested]
-        if comm.get_world_size() > 1:
-            if not stop_check_due(self.trainer, self.check_period, self.checkpoint_period):
-                return
-            requested = comm.all_gather(self.requested)
-        if not any(requested):
-            return
-        iteration = self.trainer.iter
-        name = f"model_{iteration:07d}"
-        self.trainer.checkpointer.save(name, iteration=iteration)
-        comm.synchronize()
-        raise TrainingInterrupted(
-            f"SIGTERM received: saved {os.path.join(self.trainer.cfg.OUTPUT_DIR, name)}.pth "
-            f"after iteration {iteration}; run the same command with --resume to continue"
-        )
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss spiked or the weights grew out of bounds (see DivergenceGuard); `iteration` is
-    the iteration where it was seen first."""
-
-    def __init__(self, problem, iteration):
-        super().__init__(problem)
-        self.iteration = iteration
-
-
-class DivergenceGuard(HookBase):
-    """Stops training with TrainingDiverged when the total loss of an iteration exceeds both
-    `loss_spike_factor` times the median of the last `loss_window` iterations and the loss at
-    the start of training (noise on a tiny loss late in training is no divergence), or when the
-    L2 norm of the trainable weights exceeds `weight_norm_growth` times its value at the start.
-    A factor of 0 disables its check. The start values travel in the checkpoints, so a resumed
-    run compares with the same ones.
-
-    The loss (already on the host) is checked every iteration; the weight norm (a host-device
-    sync on GPUs) and, with several processes, the exchange of verdicts run on the iterations of
-    `stop_check_due`. The hook runs before the checkpointer hook, so diverged weights are never
-    saved."""
-
-    MIN_LOSSES = 2  # a median of fewer previous iterations says nothing
-
-    def __init__(self, *, loss_spike_factor, loss_window, weight_norm_growth, check_period=1,
-                 checkpoint_period=0):
-        self.loss_spike_factor = loss_spike_factor
-        self.weight_norm_growth = weight_norm_growth
-        self.check_period, self.checkpoint_period = check_period, checkpoint_period
-        self.losses = deque(maxlen=loss_window)
-        self.start = {"loss": None, "norm": None}
-        self.seen = None  # (problem, iteration) found by this process, not acted upon yet
-
-    def state_dict(self):
-        return dict(self.start)
-
-    def load_state_dict(self, state):
-        self.start.update(state)
-
-    def _weight_norm(self):
-        norms = [p.detach().norm() for p in self.trainer.model.parameters() if p.requires_grad]
-        return torch.stack(norms).norm().item() if norms else 0.0
-
-    def before_train(self):
-        if self.weight_norm_growth and self.start["norm"] is None:
-            self.start["norm"] = self._weight_norm()
-
-    def _loss_problem(self, loss):
-        if len(self.losses) < self.MIN_LOSSES:
-            return None
-        median = statistics.median(self.losses)
-        if self.start["loss"] is None:
-            self.start["loss"] = median
-        if loss > self.loss_spike_factor * median and loss > self.start["loss"]:
-            return (f"the total loss {loss:.4g} is above RESNET_BACKBONE_SOLVER."
-                    f"LOSS_SPIKE_FACTOR={self.loss_spike_factor:g} times the median {median:.4g} "
-                    f"of the last {len(self.losses)} iterations")
-        return None
-
-    def _norm_problem(self):
-        norm, start = self._weight_norm(), self.start["norm"]
-        if not norm <= self.weight_norm_growth * start:  # also catches NaN
-            return (f"the weight norm {norm:.4g} is above RESNET_BACKBONE_SOLVER."
-                    f"WEIGHT_NORM_GROWTH={self.weight_norm_growth:g} times its value "
-                    f"{start:.4g} at the start of training")
-        return None
-
-    def after_step(self):
-        iteration = self.trainer.iter
-        if self.seen is None and self.loss_spike_factor and comm.is_main_process():
-            loss = self.trainer.storage.history("total_loss").latest()  # only rank 0 has it
-            problem = self._loss_problem(loss)
-            if problem:
-                self.seen = (problem, iteration)
-            else:
-                self.losses.append(loss)
-        due = stop_check_due(self.trainer, self.check_period, self.checkpoint_period)
-        if due and self.seen is None and self.weight_norm_growth:
-            problem = self._norm_problem()
-            if problem:
-                self.seen = (problem, iteration)
-        if comm.get_world_size() > 1:
-            if not due:
-                return
-            seen = [s for s in comm.all_gather(self.seen) if s]
-        else:
-            seen = [self.seen] if self.seen else []
-        if seen:
-            raise TrainingDiverged(*min(seen, key=lambda s: s[1]))
+            i = int(match.group(1)) if match else None
+            if i is not None and (i < started_at or period and (i + 1) % period == 0):
+                found.setdefault(i, path)
+        return found
 
 
 # ------------------------------------------------------------------------------------------
@@ -271,9 +122,24 @@ class Trainer(DefaultTrainer):
     the evaluator chosen by dataset, and recovery from a divergence (see the module docstring)."""
 
     def __init__(self, cfg):
-        # DefaultTrainer wraps the model with detectron2.engine.defaults.create_ddp_model.
-        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model):
-            super().__init__(cfg)
+        # DefaultTrainer.__init__'s steps, with this package's DDP wrapping (a CPU model under
+        # gloo, see distributed.create_ddp_model) and its atomic checkpointer.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        step = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = step(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, cfg=cfg,
+                                               trainer=weakref.proxy(self))
+        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
+        self.last_results = None  # of the newest evaluation
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -294,22 +160,37 @@ class Trainer(DefaultTrainer):
         touched (resnet_backbone.startup)."""
         check_detection_run(cfg, cls, **kwargs)
 
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """Detectron2's test loader, with workers that survive stop signals (preemption.py)."""
+        return ShieldedLoader(super().build_test_loader(cfg, dataset_name))
+
+    def evaluate(self):
+        """Evaluate the model on DATASETS.TEST (the evaluation hook's function); the results
+        are kept as `last_results`."""
+        self.last_results = self.test(self.cfg, self.model)
+        return self.last_results
+
     def build_hooks(self):
-        # DefaultTrainer made a plain DetectionCheckpointer just before calling this; the
-        # periodic checkpointer hook built below must get the atomic one.
-        old = self.checkpointer
-        self.checkpointer = AtomicCheckpointer(
-            old.model, self.cfg.OUTPUT_DIR, cfg=self.cfg, trainer=weakref.proxy(self)
-        )
-        hooks = super().build_hooks()
+        """Detectron2's hooks, with the evaluation hook calling `evaluate`, led by the seeding
+        hook, and the stop hook placed after the LR scheduler's and before the checkpointer's
+        (see hooks.StopHook)."""
         solver = self.cfg.RESNET_BACKBONE_SOLVER
-        periods = {"check_period": solver.CHECK_PERIOD,
-                   "checkpoint_period": self.cfg.SOLVER.CHECKPOINT_PERIOD}
-        guard = DivergenceGuard(loss_spike_factor=solver.LOSS_SPIKE_FACTOR,
-                                loss_window=solver.LOSS_WINDOW,
-                                weight_norm_growth=solver.WEIGHT_NORM_GROWTH, **periods)
-        return [IterationSeedHook(training_seed(self.cfg)), guard, *hooks,
-                SaveOnSigterm(**periods)]
+        stop = StopHook(loss_spike_factor=solver.LOSS_SPIKE_FACTOR,
+                        loss_window=solver.LOSS_WINDOW,
+                        weight_norm_growth=solver.WEIGHT_NORM_GROWTH,
+                        check_period=solver.CHECK_PERIOD,
+                        checkpoint_period=self.cfg.SOLVER.CHECKPOINT_PERIOD)
+        hooks = [IterationSeedHook(training_seed(self.cfg))]
+        for hook in super().build_hooks():
+            # The checkpointer (main process only) comes right before the evaluation hook.
+            if stop not in hooks and isinstance(hook, (d2_hooks.PeriodicCheckpointer,
+                                                       d2_hooks.EvalHook)):
+                hooks.append(stop)
+            if isinstance(hook, d2_hooks.EvalHook):
+                hook = d2_hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.evaluate)
+            hooks.append(hook)
+        return hooks
 
     def resume_or_load(self, resume=True):
         if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):
@@ -354,30 +235,41 @@ class Trainer(DefaultTrainer):
                     f"{max(saved):g}), the schedule continuing at iteration {self.start_iter}")
 
     def train(self):
+        """Train from `start_iter`; returns the last evaluation's results (None without one)."""
         try:
-            return super().train()
+            TrainerBase.train(self, self.start_iter, self.max_iter)
         except FloatingPointError as e:
             raise FloatingPointError(self._recover_from(e)) from e
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            verify_results(self.cfg, self.last_results)
+        return self.last_results
 
     def _recover_from(self, error):
         """Point last_checkpoint at the newest checkpoint from before the divergence and say
         how to continue. Weights saved after iteration i first meet the data at i + 1, so only
         checkpoints up to two iterations before the failing one are known to be sound."""
         failed = getattr(error, "iteration", self.iter)
-        good = self.checkpointer.checkpoint_of_lineage(up_to=failed - 2,
-                                                       started_at=self.start_iter)
+        lineage = self.checkpointer.checkpoints_of_lineage(
+            started_at=self.start_iter, period=self.cfg.SOLVER.CHECKPOINT_PERIOD)
+        sound = [i for i in lineage if i <= failed - 2]
+        good = lineage[max(sound)] if sound else None
         pointer = os.path.join(self.cfg.OUTPUT_DIR, "last_checkpoint")
         if comm.is_main_process():
             if good:
                 self.checkpointer.tag_last_checkpoint(os.path.basename(good))
             elif os.path.exists(pointer):
                 os.unlink(pointer)
+        too_late = sorted(os.path.basename(p) for i, p in lineage.items() if failed - 2 < i)
+        if too_late:
+            too_late = (f" ({', '.join(too_late)}: saved within two iterations of it, so "
+                        "possibly with diverged weights, is not used)")
         start = (f"continues from {good}" if good else
-                 "starts again from MODEL.WEIGHTS, no checkpoint preceding the divergence")
+                 "starts again from MODEL.WEIGHTS, as no checkpoint precedes the divergence "
+                 "by two iterations or more")
         return (
             f"training stopped at iteration {failed}: it has diverged ({error}). Nothing "
             f"was saved after that; last_checkpoint now names the newest checkpoint from before "
-            f"the divergence: {good or '(none)'}. Lower SOLVER.BASE_LR (or raise "
+            f"the divergence: {good or '(none)'}{too_late or ''}. Lower SOLVER.BASE_LR (or raise "
             "SOLVER.WARMUP_ITERS, or check the data), then run the same command with --resume "
             "and the overrides SOLVER.BASE_LR <lower> RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR "
             f"True: it {start}, with the new learning rate."

@@ -1,6 +1,6 @@
-"""`MODEL.WEIGHTS: imagenet://<name>` (a `weights.KNOWN_WEIGHTS` name) as a converted file cached
-in $RESNET_BACKBONE_CACHE (default ~/.cache/resnet_backbone), made from the raw file in torch
-hub's or Detectron2's download cache (offline) or downloaded. Importing this module registers
+"""`MODEL.WEIGHTS: imagenet://<name>` (a `weights.KNOWN_WEIGHTS` name) as a converted
+.safetensors file cached in $RESNET_BACKBONE_CACHE (default ~/.cache/resnet_backbone), made from
+the raw file in torch hub's or Detectron2's download cache (offline) or downloaded. Importing this module registers
 the handler on Detectron2's PathManager.
 """
 import logging
@@ -10,7 +10,8 @@ from urllib.parse import urlparse
 import torch
 from detectron2.utils.file_io import PathHandler, PathManager
 
-from .checkpoint import CONVERTER_VERSION, IMAGENET_PREFIX, convert_file, read_metadata
+from .checkpoint import IMAGENET_PREFIX, convert_file, read_metadata
+from .metadata import CONVERTER_VERSION
 from .weights import KNOWN_WEIGHTS, get_known_weights
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def cache_dir():
 
 def converted_cache_path(entry):
     stem = os.path.splitext(entry.filename)[0]
-    return os.path.join(cache_dir(), f"{entry.name.split('/')[0]}-{stem}.pth")
+    return os.path.join(cache_dir(), f"{entry.name.split('/')[0]}-{stem}.safetensors")
 
 
 def _iopath_cache_dirs():

@@ -1,22 +1,31 @@
-"""The command line shared by tools/train_net.py and tools/pretrain_net.py, the Detectron2 way:
-`--config-file`, `--num-gpus`, `--num-machines`, `--machine-rank`, `--dist-url`, `--resume`,
-`--eval-only`, trailing `KEY VALUE` overrides; also under torchrun. Bad configs, weights and
-data stop the run (`Trainer.check_startup`) before the trainer is built and before OUTPUT_DIR
-is touched; with several processes they are checked once in the parent, before any is spawned.
+"""The pieces of tools/train_net.py and tools/pretrain_net.py around their `main`, the Detectron2
+way (`--config-file`, `--num-gpus`, `--num-machines`, `--machine-rank`, `--dist-url`, `--resume`,
+`--eval-only`, trailing `KEY VALUE` overrides; also under torchrun):
+
+* `load_config`: the config with this package's keys, and DATASETS.USER registered;
+* `setup`: the trainer's start-up checks (bad configs, weights and data stop the run before
+  OUTPUT_DIR is touched), then Detectron2's `default_setup` and the run's log file, which also
+  gets what the checks logged;
+* `run`: `main` in every process of the job; with several processes spawned here, the checks
+  run once in this process before any is spawned. A stop signal ends the job with
+  EXIT_INTERRUPTED after the checkpoint is written.
 """
 import functools
+import logging
+from contextlib import contextmanager
 
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup
-from detectron2.evaluation import verify_results
+from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from . import distributed
-from .checkpoint import ResNetBackboneCheckpointer
 from .config import add_resnet_backbone_config
 from .data.custom import register_user_datasets
-from .engine import TrainingInterrupted, save_final_metrics
+from .hooks import TrainingInterrupted
+from .preemption import EXIT_INTERRUPTED
+
+PACKAGE_LOGGER = "resnet_backbone"
 
 
 def load_config(args):
@@ -32,47 +41,76 @@ def load_config(args):
     return cfg
 
 
-def setup(args, trainer_class):
+class _Held(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append((record.levelno, record.name, record.getMessage()))
+
+
+@contextmanager
+def _holding_package_logs():
+    """The package's INFO+ records logged inside, as (level, logger name, message) picklable
+    lines, kept from the console until `_replay` (the run's log file does not exist yet)."""
+    logger, held = logging.getLogger(PACKAGE_LOGGER), _Held()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(held)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    logger.propagate = False
+    try:
+        yield held.lines
+    finally:
+        logger.removeHandler(held)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _replay(lines):
+    for level, name, message in lines:
+        logging.getLogger(name).log(level, message)
+
+
+def check_startup(trainer_class, cfg, args, world_size, *, validate_data=True):
+    """The trainer's start-up checks; returns what they logged (lines for `setup`)."""
+    with _holding_package_logs() as lines:
+        try:
+            trainer_class.check_startup(cfg, world_size=world_size, resume=args.resume,
+                                        eval_only=args.eval_only, validate_data=validate_data)
+        except Exception:
+            _replay(lines)  # what was found before the error, on the console
+            raise
+    return lines
+
+
+def setup(args, trainer_class, startup_log=None):
+    """The checked config of this process, with OUTPUT_DIR and its log file set up.
+    `startup_log`: what the checks logged when they ran before (in the spawning process)."""
     cfg = load_config(args)
-    trainer_class.check_startup(cfg, world_size=comm.get_world_size(), resume=args.resume,
-                                eval_only=args.eval_only,
-                                validate_data=not getattr(args, "data_checked", False))
+    if startup_log is None:
+        startup_log = check_startup(trainer_class, cfg, args, comm.get_world_size())
+    else:  # the data were checked before the processes were spawned
+        trainer_class.check_startup(cfg, world_size=comm.get_world_size(), resume=args.resume,
+                                    eval_only=args.eval_only, validate_data=False)
     default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnet_backbone")
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=PACKAGE_LOGGER)
+    if comm.is_main_process():
+        _replay(startup_log)
     return cfg
 
 
-def main(args, trainer_class):
-    """Train (or with --eval-only evaluate) in this process; returns the final evaluation,
-    also written to OUTPUT_DIR/final_metrics.json."""
-    cfg = setup(args, trainer_class)
-    if args.eval_only:
-        model = trainer_class.build_model(cfg)
-        ResNetBackboneCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        results = trainer_class.test(cfg, model)
-        if results and comm.is_main_process():
-            verify_results(cfg, results)
-    else:
-        trainer = trainer_class(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        trainer.train()
-        results = getattr(trainer, "_last_eval_results", None)
-    save_final_metrics(cfg, results)
-    return results
-
-
-def run_command_line(trainer_class, argv=None):
-    """Parse Detectron2's arguments and run `main` in every process."""
-    args = default_argument_parser().parse_args(argv)
-    print("Command Line Args:", args)
+def run(main, args, trainer_class):
+    """`main(args, startup_log=...)` in every process of the job (`distributed.run`); errors
+    the user can act on end it with one line on stderr."""
     world_size = distributed.world_size_of(args)
-    if world_size > 1 and not distributed.under_torchrun():
-        trainer_class.check_startup(load_config(args), world_size=world_size,
-                                    resume=args.resume, eval_only=args.eval_only)
-        args.data_checked = True
     try:
-        distributed.run(functools.partial(main, trainer_class=trainer_class), args)
-    except (TrainingInterrupted, distributed.DistributedJobError) as e:
+        startup_log = None
+        if world_size > 1 and not distributed.under_torchrun():
+            startup_log = check_startup(trainer_class, load_config(args), args, world_size)
+        distributed.run(functools.partial(main, startup_log=startup_log), args,
+                        passed_on=(TrainingInterrupted,))
+    except TrainingInterrupted as e:
+        distributed.exit_with_message(e, EXIT_INTERRUPTED)
+    except distributed.DistributedJobError as e:
         distributed.exit_with_message(e)

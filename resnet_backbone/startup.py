@@ -6,15 +6,48 @@ import os
 import tempfile
 
 import torch
+from detectron2.config import CfgNode
 from detectron2.solver import build_lr_scheduler
 
 from .checkpoint import check_weights_match_config
 from .data.custom import check_user_datasets
 from .data.validation import validate_datasets
+from .fast_path import read_fast_path_config
 
 
 def has_resumable_checkpoint(cfg):
     return os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+
+
+def _keys_set_to(node, value, prefix=""):
+    """Dotted names of the keys under `node` whose value is `value`."""
+    found = []
+    for key, item in node.items():
+        if isinstance(item, CfgNode):
+            found += _keys_set_to(item, value, f"{prefix}{key}.")
+        elif item == value:
+            found.append(prefix + key)
+    return found
+
+
+def check_device_settings(cfg, *, world_size):
+    """Settings that need a GPU stop a run whose processes would run without one, naming the
+    key: MODEL.DEVICE cuda without CUDA, SyncBN in several CPU processes (DistributedDataParallel
+    refuses SyncBatchNorm on CPU modules), float16 AMP and the other MODEL.FAST_PATH
+    combinations `fast_path.read_fast_path_config` refuses."""
+    device = torch.device(cfg.MODEL.DEVICE)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but this machine has no CUDA GPU "
+                         "torch can use; set MODEL.DEVICE cpu")
+    sync_bn = _keys_set_to(cfg.MODEL, "SyncBN", "MODEL.")
+    if sync_bn and device.type != "cuda" and world_size > 1:
+        raise ValueError(
+            f"{', '.join(f'{key}=SyncBN' for key in sync_bn)}: SyncBatchNorm works on CUDA "
+            f"only, and the {world_size} processes of this run use MODEL.DEVICE="
+            f"{cfg.MODEL.DEVICE!r}; set {' '.join(f'{key} BN' for key in sync_bn)} (batch "
+            "statistics of each process's own images) or run on GPUs"
+        )
+    read_fast_path_config(cfg)
 
 
 def check_evaluators(cfg, trainer_class):
@@ -28,6 +61,7 @@ def check_evaluators(cfg, trainer_class):
 def check_run_settings(cfg, *, world_size, resume=False, eval_only=False):
     """What any run checks before it starts: batch size vs processes, the schedule, and
     MODEL.WEIGHTS (existence, architecture, pixel format)."""
+    check_device_settings(cfg, world_size=world_size)
     if not eval_only and cfg.SOLVER.IMS_PER_BATCH % world_size:
         raise ValueError(
             f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the number of "
@@ -44,6 +78,11 @@ def check_run_settings(cfg, *, world_size, resume=False, eval_only=False):
 def check_detection_run(cfg, trainer_class, *, world_size, resume=False, eval_only=False,
                         validate_data=True):
     """All start-up checks of a detection run (resnet_backbone.engine.Trainer.check_startup)."""
+    if cfg.MODEL.META_ARCHITECTURE == "ImageClassifier":
+        raise ValueError(
+            "MODEL.META_ARCHITECTURE=ImageClassifier: this is a classification config; train "
+            "and evaluate it with tools/pretrain_net.py (tools/train_net.py trains detectors)"
+        )
     check_run_settings(cfg, world_size=world_size, resume=resume, eval_only=eval_only)
     check_user_datasets(cfg)
     if validate_data:

@@ -81,3 +81,33 @@ def test_batch_not_divisible_by_processes_is_refused_before_spawning(refused):
 def test_schedule_past_max_iter_is_refused(refused):
     stderr = refused("SOLVER.STEPS", "(2,)")
     assert "Milestone must be smaller than total number of updates" in stderr
+
+
+def test_sync_bn_in_several_cpu_processes_is_refused_naming_the_key(refused):
+    stderr = refused("MODEL.RESNETS.NORM", "SyncBN", "MODEL.DEVICE", "cpu",
+                     flags=("--num-gpus", "2", "--dist-url", "auto"))
+    assert "MODEL.RESNETS.NORM=SyncBN: SyncBatchNorm works on CUDA only" in stderr
+    assert "MODEL.RESNETS.NORM BN" in stderr
+    assert "ProcessRaisedException" not in stderr
+
+
+def test_classification_config_points_to_pretrain_net(refused):
+    from conftest import REPO
+
+    stderr = refused(config=REPO / "configs" / "Demo-Classification" / "resnet20.yaml")
+    assert "this is a classification config" in stderr and "tools/pretrain_net.py" in stderr
+
+
+def test_own_checkpoint_of_another_network_is_refused_naming_both(refused, tmp_path):
+    import torch
+
+    from resnet_backbone.config import add_resnet_backbone_config
+    from resnet_backbone.engine import AtomicCheckpointer
+    from detectron2.config import get_cfg
+
+    cfg = add_resnet_backbone_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.RESNETS.DEPTH = "build_paper_resnet_backbone", 50
+    AtomicCheckpointer(torch.nn.Linear(1, 1), str(tmp_path), cfg=cfg).save("model_final")
+    stderr = refused("MODEL.WEIGHTS", str(tmp_path / "model_final.pth"))
+    assert "WeightsConfigMismatchError" in stderr
+    assert "they are resnet50 weights but MODEL.RESNETS.DEPTH=18" in stderr

@@ -238,3 +238,13 @@ def test_train_net_stops_before_training_and_leaves_output_dir_alone(train_net, 
     assert "val_000001.jpg (image_id 1000002): image file does not exist" in result.stderr
     assert [p.name for p in out.iterdir()] == ["metrics.json"]
     assert (out / "metrics.json").read_text() == "earlier run\n"
+
+
+def test_voc_id_with_whitespace_is_named_with_its_line(tree):
+    split_file = tree / "VOCshapes" / "ImageSets" / "Main" / "train.txt"
+    lines = split_file.read_text().splitlines()
+    lines[1] = "my photo 2"
+    split_file.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=rf"{split_file}, line 2: 'my photo 2' is not one "
+                                           "image id: VOC ids are file names without whitespace"):
+        validate_dataset(_register_voc(tree))

@@ -198,3 +198,24 @@ def test_checker_points_at_an_unlinked_vocdevkit(tmp_path, capsys):
     _voc(str(tmp_path / "VOCdevkit" / "VOC2007"), "trainval", ["000005", "000007"])
     assert _checker().main(["--root", str(tmp_path), "voc2007"]) == 1
     assert "ln -s VOCdevkit/VOC2007" in capsys.readouterr().out
+
+
+def test_checker_checks_the_user_datasets_of_a_config(tmp_path, capsys):
+    """--config-file: the config's DATASETS.TRAIN/TEST, DATASETS.USER registered from it."""
+    root = make_fake_tree(tmp_path / "d2")
+    voc = os.path.join(root, "VOC2007")
+    config = tmp_path / "mine.yaml"
+    user = {"MINE_TRAIN": {"FORMAT": "voc", "DIRNAME": voc, "SPLIT": "trainval",
+                           "CLASSES": list(data.VOC_CLASS_NAMES)}}
+    config.write_text(json.dumps({
+        "_BASE_": os.path.join(REPO, "configs", "Demo", "resnet18_c4_synthetic.yaml"),
+        "DATASETS": {"USER": user, "TRAIN": ["MINE_TRAIN"], "TEST": []}}))
+    check = _checker()
+    assert check.main(["--config-file", str(config)]) == 0
+    assert "MINE_TRAIN:" in capsys.readouterr().out
+    with open(os.path.join(voc, "ImageSets", "Main", "trainval.txt")) as f:
+        first = f.readline().strip() + ".jpg"
+    os.remove(os.path.join(voc, "JPEGImages", first))
+    assert check.main(["--config-file", str(config), "SOLVER.MAX_ITER", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "image file does not exist" in out and first in out

@@ -106,7 +106,7 @@ def test_two_processes_end_with_identical_weights_on_disjoint_shards(two_process
     assert len(parameters) > 50
     different = [k for k in parameters if not torch.equal(weights[0][k], weights[1][k])]
     assert not different, different[:5]
-    final = torch.load(out / "train" / "model_final.pth", weights_only=False)["model"]
+    final = torch.load(out / "train" / "model_final.pth", weights_only=True)["model"]
     assert all(torch.equal(final[k], weights[0][k]) for k in final)
 
     seen = [json.loads((out / f"rank{r}_seen.json").read_text()) for r in (0, 1)]

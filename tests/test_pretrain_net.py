@@ -101,7 +101,7 @@ def test_exported_backbone_carries_the_runs_pixel_format_into_detection(pretrain
     model = build_model(detection)
     DetectionCheckpointer(model).load(str(exported))
     classifier = torch.load(pretrained / "model_final.pth", map_location="cpu",
-                            weights_only=False)["model"]
+                            weights_only=True)["model"]
     assert torch.equal(model.backbone.res4[0].conv1.weight,
                        classifier["backbone.res4.0.conv1.weight"])
     assert torch.equal(model.roi_heads.res5[1].conv2.norm.running_var,
@@ -145,8 +145,8 @@ def test_killed_plain_net_run_resumes_to_the_same_weights(train_net, leaves_conf
     result = run("--resume", *overrides(killed, max_iter=6), *plain)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = torch.load(straight / "model_final.pth", map_location="cpu",
-                          weights_only=False)["model"]
-    final = torch.load(killed / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+                          weights_only=True)["model"]
+    final = torch.load(killed / "model_final.pth", map_location="cpu", weights_only=True)["model"]
     assert not any("shortcut" in key for key in final)
     different = [k for k in expected if not torch.equal(expected[k], final[k])]
     assert not different, f"weights differ after the resume: {different[:5]}"

@@ -28,6 +28,10 @@ def trained_run(train_net, tiny, tmp_path_factory):
 @pytest.mark.slow
 def test_train_then_eval_only(train_net, tiny, trained_run, tmp_path):
     assert (trained_run / "model_final.pth").is_file()
+    # what the start-up checks found, logged before log.txt existed, is in it
+    log = (trained_run / "log.txt").read_text()
+    assert "dataset 'synthetic_shapes_train': 6 images" in log
+    assert "dataset 'synthetic_shapes_val': 3 images" in log
     results = strict_json(trained_run / FINAL_METRICS)["synthetic_shapes_val"]
     assert {"AP", "AP50"} <= set(results["bbox"])
     assert "AP50" in results["bbox_voc07"]  # the VOC07 11-point mAP of the same predictions

@@ -24,6 +24,7 @@ from resnet_backbone.checkpoint import (
     save_converted,
 )
 from resnet_backbone.config import add_resnet_backbone_config
+from resnet_backbone.safe_load import read_checkpoint
 from resnet_backbone.resnet import make_resnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
 
 def test_save_refuses_pickle_extensions_and_bad_metadata(tmp_path):
     metadata = make_metadata("resnet18", "torchvision")
-    with pytest.raises(ValueError, match="as .pth"):
+    with pytest.raises(ValueError, match="as .safetensors or .pth"):
         save_converted(tmp_path / "x.pkl", {}, metadata)
     with pytest.raises(ValueError, match="pixel_format"):
         save_converted(tmp_path / "x.pth", {}, {"arch": "resnet18", "source": "torchvision"})
@@ -261,19 +262,32 @@ def save_training_checkpoint(path, backbone):
     return str(path)
 
 
-def test_checkpoint_of_another_depth_warns_how_many_weights_were_not_loaded(tmp_path, caplog):
+def test_checkpoint_of_another_depth_is_an_error_listing_what_it_would_not_fill(tmp_path,
+                                                                                  caplog):
     r18 = make_resnet(18, out_features=["res3"])
     path = save_training_checkpoint(tmp_path / "r18.pth", r18)
     model = Detector(make_resnet(50, out_features=["res3"]))
-    with caplog.at_level(logging.WARNING, logger="resnet_backbone.checkpoint"):
-        ResNetBackboneCheckpointer(model, cfg=make_cfg()).load(path)
     in_file = {k: v.shape for k, v in r18.state_dict().items()}
     weights = {k: v.shape for k, v in model.backbone.state_dict().items()
                if k.endswith((".weight", ".bias"))}
     not_loaded = [k for k, shape in weights.items() if in_file.get(k) != shape]
-    message = " ".join(r.getMessage() for r in caplog.records)
+    assert 0 < len(not_loaded) < len(weights)  # a partial fill
+    with pytest.raises(ValueError) as error:
+        ResNetBackboneCheckpointer(model, cfg=make_cfg()).load(path)
+    message = str(error.value)
     assert f"{len(not_loaded)} of the {len(weights)} weights and biases of the backbone" in message
-    assert path in message
+    assert path in message and "ALLOW_PARTIAL_WEIGHTS" in message
+    assert f"backbone.{not_loaded[0]}" in message
+
+    # explicitly allowed: loads what fits, with the same count as a warning
+    cfg = make_cfg()
+    cfg.MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS = True
+    model = Detector(make_resnet(50, out_features=["res3"]))
+    with caplog.at_level(logging.WARNING, logger="resnet_backbone.checkpoint"):
+        ResNetBackboneCheckpointer(model, cfg=cfg).load(path)
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{len(not_loaded)} of the {len(weights)} weights and biases" in message
+    assert torch.equal(model.backbone.stem.conv1.weight, r18.stem.conv1.weight)
 
 
 def test_checkpoint_filling_none_of_the_backbone_is_an_error(tmp_path):
@@ -325,7 +339,8 @@ def test_imagenet_name_resolves_from_torch_hub_cache(offline_caches):
     model = make_resnet(18, stride_in_1x1=False, out_features=["res5"])
     cfg = make_cfg(depth=18, pixels=TORCHVISION_PIXELS)
     ResNetBackboneCheckpointer(model, cfg=cfg).load("imagenet://torchvision/resnet18")
-    expected = torch.load(local, weights_only=True)["model"]["res5.1.conv2.weight"]
+    assert local.endswith(".safetensors")
+    expected = read_checkpoint(local)["model"]["res5.1.conv2.weight"]
     assert torch.equal(model.res5[1].conv2.weight, expected)
     with pytest.raises(WeightsConfigMismatchError):
         ResNetBackboneCheckpointer(model, cfg=make_cfg(depth=18)).load(
@@ -391,8 +406,9 @@ def test_cli_converts_prints_config_keys_and_refuses_to_overwrite(tmp_path, caps
     printed = capsys.readouterr().out
     for text in ("architecture: resnet34", "pixel format: torchvision", "FORMAT: RGB",
                  "PIXEL_MEAN: [123.675, 116.28, 103.53]", "PIXEL_STD: [58.395, 57.12, 57.375]",
-                 "STRIDE_IN_1X1: False", "INPUT.FORMAT RGB"):
+                 "DEPTH: 34", "RESIDUAL: True", "SHORTCUT: B", "INPUT.FORMAT RGB"):
         assert text in printed, text
+    assert "STRIDE_IN_1X1" not in printed  # basic blocks have no 1x1 conv to put it in
     assert read_metadata(str(output))["arch"] == "resnet34"
 
     before = output.read_bytes()

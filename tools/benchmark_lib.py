@@ -33,6 +33,7 @@ from tabulate import tabulate
 from resnet_backbone.config import add_resnet_backbone_config
 from resnet_backbone.fast_path import apply_fast_path
 from resnet_backbone.resnet import DEPTH_TABLE, BasicBlock
+from resnet_backbone.safe_load import read_checkpoint
 
 # name -> (depth, design, implementation). "ours" uses this package's builders, "d2" Detectron2's
 # built-in ResNet (build_resnet_backbone / build_resnet_fpn_backbone) with its own heads, "fast"
@@ -235,7 +236,7 @@ def benchmark_worker(connection, spec):
         # weights, so that all of them start the timed steps from the same allocator history.
         calibrate_frozen_bn(model, batch)
         if spec["load_weights"]:
-            model.load_state_dict(torch.load(spec["load_weights"], map_location=cfg.MODEL.DEVICE))
+            model.load_state_dict(read_checkpoint(spec["load_weights"]))
         if spec["save_weights"]:
             torch.save(model.state_dict(), spec["save_weights"])
         apply_fast_path(cfg, model)  # after the weights, as Trainer.build_model + loading does

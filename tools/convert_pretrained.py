@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """Convert an ImageNet checkpoint to this package's names, with its pixel format recorded.
 
-  python tools/convert_pretrained.py resnet50-0676ba61.pth --output R-50-torchvision.pth
-  python tools/convert_pretrained.py R-101.pkl --source msra --output R-101-msra.pth
+  python tools/convert_pretrained.py resnet50-0676ba61.pth --output R-50-torchvision.safetensors
+  python tools/convert_pretrained.py R-101.pkl --source msra --output R-101-msra.safetensors
   python tools/convert_pretrained.py --name torchvision/vgg16 --output vgg16.pth   # downloads
   python tools/convert_pretrained.py --list
 
-Prints the architecture, the pixel format and the config keys a training config must set for
-the weights. MODEL.WEIGHTS: imagenet://<name> does the same conversion on the fly.
+The output is safetensors when its name ends in .safetensors (no pickle: the format to share),
+else a torch file; both record the architecture and pixel format. Inputs are read as data only
+(a pickle that asks to run code is refused). Prints the architecture, the pixel format and the
+config keys a training config must set for the weights. MODEL.WEIGHTS: imagenet://<name> does
+the same conversion on the fly.
 """
 import argparse
 import os
@@ -19,26 +22,21 @@ except ImportError:  # run from a source checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resnet_backbone.checkpoint import convert_file  # noqa: E402
-from resnet_backbone.imagenet import fetch_raw_file  # noqa: E402
 from resnet_backbone.convert import CONVERTERS  # noqa: E402
+from resnet_backbone.imagenet import fetch_raw_file  # noqa: E402
+from resnet_backbone.metadata import required_config  # noqa: E402
 from resnet_backbone.weights import KNOWN_WEIGHTS, get_known_weights  # noqa: E402
 
 
 def config_settings(metadata, output):
-    """(key, value) of every config key the converted weights need."""
-    def as_list(values):
-        return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+    """(key, text) of every config key the converted weights need."""
+    def as_text(value):
+        if isinstance(value, list):
+            return "[" + ", ".join(f"{v:g}" for v in value) + "]"
+        return str(value)
 
-    settings = [
-        ("MODEL.WEIGHTS", output),
-        ("INPUT.FORMAT", metadata["input_format"]),
-        ("MODEL.PIXEL_MEAN", as_list(metadata["pixel_mean"])),
-        ("MODEL.PIXEL_STD", as_list(metadata["pixel_std"])),
-    ]
-    if metadata["arch"].startswith("resnet"):
-        settings.append(("MODEL.RESNETS.DEPTH", metadata["arch"][len("resnet"):]))
-        settings.append(("MODEL.RESNETS.STRIDE_IN_1X1", str(metadata["stride_in_1x1"])))
-    return settings
+    return [("MODEL.WEIGHTS", output)] + [(key, as_text(value))
+                                          for key, value in required_config(metadata)]
 
 
 def as_yaml(settings):
@@ -71,7 +69,7 @@ def parse_args(argv):
                         help="a known checkpoint (taken from a local cache or downloaded)")
     parser.add_argument("--source", choices=sorted(CONVERTERS),
                         help="what the input is (default: detected from its names)")
-    parser.add_argument("--output", help="the converted .pth to write")
+    parser.add_argument("--output", help="the converted file to write: .safetensors or .pth")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--list", action="store_true", help="list the known checkpoints")
     args = parser.parse_args(argv)
@@ -108,8 +106,8 @@ def main(argv=None):
     try:
         metadata = convert_file(raw, args.output, source=source, name=name, url=url,
                                 expected_arch=expected_arch)
-    except ValueError as error:
-        print(f"error: {raw}: {error}", file=sys.stderr)
+    except ValueError as error:  # names the file (unreadable, unsafe, not convertible)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"converted {raw} ({metadata['source']}) -> {args.output}")
     print(f"architecture: {metadata['arch']}")

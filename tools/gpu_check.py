@@ -38,6 +38,7 @@ from resnet_backbone import model_zoo
 from resnet_backbone.data import prepare_dataset
 from resnet_backbone.engine import FINAL_METRICS
 from resnet_backbone.launch import load_config
+from resnet_backbone.safe_load import read_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
@@ -177,8 +178,7 @@ def check_config(name, config_file, args, workdir, env, report):
     if not resumed or int(resumed.group(2)) != half:
         raise CheckFailed(f"the --resume run did not continue from iteration {half} "
                           f"(see {out}/resume.log)")
-    saved = torch.load(os.path.join(run_dir, "model_final.pth"), map_location="cpu",
-                       weights_only=False)
+    saved = read_checkpoint(os.path.join(run_dir, "model_final.pth"))
     if saved.get("iteration") != args.iters - 1:
         raise CheckFailed(f"model_final.pth is of iteration {saved.get('iteration')}, "
                           f"expected {args.iters - 1}")

@@ -8,12 +8,32 @@ other half, with the command line of tools/train_net.py:
 At the end of training the backbone is written as detection weights to
 OUTPUT_DIR/model_final_backbone.pth, with the run's pixel format recorded.
 """
-import functools
+from detectron2.engine import default_argument_parser
 
 from resnet_backbone import launch
+from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
 from resnet_backbone.classification.trainer import ClassificationTrainer
+from resnet_backbone.engine import save_final_metrics
 
-main = functools.partial(launch.main, trainer_class=ClassificationTrainer)
+
+def main(args, startup_log=None):
+    """Train (or with --eval-only evaluate) the classifier in this process; returns the final
+    top-1/top-5 evaluation, also written to OUTPUT_DIR/final_metrics.json."""
+    cfg = launch.setup(args, ClassificationTrainer, startup_log)
+    if args.eval_only:
+        model = ClassificationTrainer.build_model(cfg)
+        ResNetBackboneCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = ClassificationTrainer.test(cfg, model)
+    else:
+        trainer = ClassificationTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()  # also exports the backbone for detection
+    save_final_metrics(cfg, results)
+    return results
+
 
 if __name__ == "__main__":
-    launch.run_command_line(ClassificationTrainer)
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch.run(main, args, ClassificationTrainer)

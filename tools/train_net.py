@@ -5,17 +5,42 @@
         --num-gpus 8 [--resume] [--eval-only MODEL.WEIGHTS path/to/model_final.pth] [KEY VALUE ...]
     torchrun --nproc_per_node 8 tools/train_net.py --config-file ... [KEY VALUE ...]
 
-The trainer is `resnet_backbone.engine.Trainer` (Detectron2's DefaultTrainer with atomic
-checkpoints, a resumable data stream and the evaluator chosen by dataset); the command line and
-its start-up checks are `resnet_backbone.launch`. Importing the package registers the backbones
-and datasets in every worker process.
+The trainer is `resnet_backbone.engine.Trainer`: Detectron2's DefaultTrainer with atomic
+checkpoints, a resumable data stream, the evaluator chosen by dataset, a checkpoint on
+SIGTERM/SIGUSR1 and a stop on divergence. Importing the package registers the backbones and
+datasets in every worker process.
 """
-import functools
+from detectron2.engine import default_argument_parser
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
 
 from resnet_backbone import launch
-from resnet_backbone.engine import Trainer
+from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
+from resnet_backbone.engine import Trainer, save_final_metrics
 
-main = functools.partial(launch.main, trainer_class=Trainer)
+
+def main(args, startup_log=None):
+    """Train (or with --eval-only evaluate) in this process; returns the final evaluation,
+    also written to OUTPUT_DIR/final_metrics.json."""
+    # The config, its start-up checks (before OUTPUT_DIR is touched), OUTPUT_DIR and log.txt.
+    cfg = launch.setup(args, Trainer, startup_log)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        ResNetBackboneCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        if results and comm.is_main_process():
+            verify_results(cfg, results)
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+    save_final_metrics(cfg, results)
+    return results
+
 
 if __name__ == "__main__":
-    launch.run_command_line(Trainer)
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch.run(main, args, Trainer)

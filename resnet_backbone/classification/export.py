@@ -3,8 +3,8 @@ VGG-16's box head), the class layer dropped, and the run's pixel format recorded
 tools/train_net.py takes the file as MODEL.WEIGHTS and its pixel-format check protects it."""
 import os
 
-from ..checkpoint import make_metadata, save_converted
-from ..weights import PixelFormat, find_pixel_format
+from ..checkpoint import save_converted
+from ..metadata import arch_of_config, metadata_of_config
 
 BACKBONE_PREFIX = "backbone."
 VGG_FC_PREFIX = "head.fc67."  # VGG16BoxHead inside the classifier head
@@ -28,27 +28,17 @@ def classifier_to_detection(state_dict):
 def exported_arch(cfg):
     """"resnet<depth>" / "vgg16" for the backbones the detection configs take; None otherwise
     (e.g. the CIFAR-10 networks)."""
-    name = cfg.MODEL.BACKBONE.NAME
-    if name == "build_paper_resnet_backbone":
-        return f"resnet{cfg.MODEL.RESNETS.DEPTH}"
-    if name == "build_vgg16_backbone":
-        return "vgg16"
-    return None
+    exportable = ("build_paper_resnet_backbone", "build_vgg16_backbone")
+    return arch_of_config(cfg) if cfg.MODEL.BACKBONE.NAME in exportable else None
 
 
 def export_classifier(cfg, model, path, *, converted_from):
     """Write `model`'s backbone to `path` (atomically) with the metadata of `cfg`'s pixel
     format; returns the metadata."""
-    arch = exported_arch(cfg)
-    if arch is None:
+    if exported_arch(cfg) is None:
         raise ValueError(f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} has no detection form")
-    mean, std = tuple(cfg.MODEL.PIXEL_MEAN), tuple(cfg.MODEL.PIXEL_STD)
-    pixel_format = PixelFormat(find_pixel_format(cfg.INPUT.FORMAT, mean, std) or "own",
-                               cfg.INPUT.FORMAT, mean, std, bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1))
-    metadata = make_metadata(arch, "tools/pretrain_net.py", pixel_format,
-                             converted_from=os.path.basename(converted_from),
-                             residual=bool(cfg.MODEL.RESNET_BACKBONE.RESIDUAL),
-                             shortcut=cfg.MODEL.RESNET_BACKBONE.SHORTCUT)
+    metadata = metadata_of_config(cfg, "tools/pretrain_net.py")
+    metadata["converted_from"] = os.path.basename(converted_from)
     model = getattr(model, "module", model)
     state = {k: v.detach().cpu() for k, v in classifier_to_detection(model.state_dict()).items()}
     save_converted(path, state, metadata)

@@ -14,6 +14,7 @@ from detectron2.utils import comm
 
 from ..data.stream import build_resumable_train_loader
 from ..engine import Trainer
+from ..preemption import ShieldedLoader
 from ..startup import check_evaluators, check_run_settings
 from .data import EVALUATOR_TYPE, ClassificationMapper
 from .evaluation import ClassificationEvaluator
@@ -60,11 +61,11 @@ class ClassificationTrainer(Trainer):
         MODEL.CLASSIFIER.TEST_IMS_PER_BATCH images per batch rather than one."""
         dataset = MapDataset(DatasetFromList(DatasetCatalog.get(dataset_name), copy=False),
                              ClassificationMapper(cfg, False))
-        return torch.utils.data.DataLoader(
+        return ShieldedLoader(torch.utils.data.DataLoader(
             dataset, batch_size=cfg.MODEL.CLASSIFIER.TEST_IMS_PER_BATCH,
             sampler=InferenceSampler(len(dataset)), collate_fn=trivial_batch_collator,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )
+        ))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

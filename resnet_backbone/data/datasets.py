@@ -41,8 +41,17 @@ class VOCAnnotationError(ValueError):
 
 
 def read_ids(path: str) -> List[str]:
+    """The image ids of a VOC split file, one per line."""
+    ids = []
     with open(path, encoding="utf-8") as f:
-        return [line.split()[0] for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            words = line.split()
+            if len(words) > 1:  # Detectron2's own loader would take it apart as well
+                raise VOCAnnotationError(
+                    f"{path}, line {number}: {line.strip()!r} is not one image id: VOC ids "
+                    "are file names without whitespace (rename the image and its xml)")
+            ids += words
+    return ids
 
 
 def _parse_voc_xml(xml_file: str) -> ET.ElementTree:

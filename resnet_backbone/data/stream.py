@@ -13,6 +13,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
+from ..preemption import WORKER_START_METHOD, exit_only_when_parent_asks, iterate_shielded
 from .validation import drop_bad_boxes
 
 
@@ -124,8 +125,10 @@ class ResumableTrainLoader:
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self.batch_sampler, num_workers=self.num_workers,
             collate_fn=trivial_batch_collator, generator=generator,
+            multiprocessing_context=WORKER_START_METHOD if self.num_workers else None,
+            worker_init_fn=exit_only_when_parent_asks,
         )
-        yield from loader
+        yield from iterate_shielded(loader)
 
 
 def training_seed(cfg):
