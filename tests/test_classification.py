@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -12,7 +13,7 @@ import resnet_backbone
 from resnet_backbone.classification import ClassificationEvaluator, add_classification_config
 from resnet_backbone.classification.cifar import make_cifar_resnet
 from resnet_backbone.classification.data import ClassificationMapper
-from resnet_backbone.classification.model import ten_crops
+from resnet_backbone.classification.views import resize_shorter_side, ten_crops
 from resnet_backbone.convert import convert_torchvision_resnet
 
 
@@ -85,14 +86,44 @@ def test_vgg16_classifier_has_torchvisions_parameters_and_a_dense_form():
         torch.testing.assert_close(model.head.dense_forward(features), model.head(features))
 
 
-def test_ten_crops_are_the_corners_the_centre_and_their_flips():
+def _crop_set(crops):
+    return sorted(tuple(c.flatten().tolist()) for c in crops)
+
+
+@pytest.mark.parametrize("region, columns", [("square", slice(1, 7)), ("image", slice(0, 8))])
+def test_ten_crops_are_the_corners_the_centre_and_their_flips(region, columns):
+    """A 6x8 image: the corners of its central 6x6 square (columns 1..6), or of the whole image;
+    the centre crop either way, and the flips of all five."""
     image = torch.arange(6 * 8, dtype=torch.float32).view(1, 6, 8)
-    crops = ten_crops(image, 4)
+    crops = ten_crops(image, 4, region=region)
     assert crops.shape == (10, 1, 4, 4)
-    assert crops[0, 0, 0, 0] == 0 and crops[1, 0, 0, -1] == 7
-    assert crops[2, 0, -1, 0] == 40 and crops[3, 0, -1, -1] == 47
-    assert torch.equal(crops[4], image[:, 1:5, 2:6])
-    assert torch.equal(crops[5:], crops[:5].flip(-1))
+    area = image[:, :, columns]
+    width = area.shape[-1]
+    five = [area[:, y:y + 4, x:x + 4] for y, x in ((0, 0), (0, width - 4), (2, 0),
+                                                   (2, width - 4))] + [image[:, 1:5, 2:6]]
+    assert _crop_set(crops) == _crop_set(five + [c.flip(-1) for c in five])
+
+
+@pytest.mark.parametrize("region", ["square", "image"])
+def test_ten_crop_testing_on_a_photo_matches_torchvisions_pil_pipeline(region):
+    """The views of a non-square RGB photo as torchvision's PIL transforms make them: Resize
+    (bilinear, which PIL antialiases), CenterCrop to the square (region "square", the cited
+    protocol), TenCrop; equal up to PIL's rounding to uint8."""
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 90)[None, :, None] * np.ones((60, 1, 3))
+    photo = np.clip(ramp + rng.normal(0, 20, (60, 90, 3)), 0, 255).astype(np.uint8)
+    steps = [transforms.Resize(40), transforms.CenterCrop(40)] if region == "square" else \
+        [transforms.Resize(40)]
+    pipeline = transforms.Compose(steps + [transforms.TenCrop(32)])
+    expected = torch.stack([transforms.functional.pil_to_tensor(c).float()
+                            for c in pipeline(Image.fromarray(photo))])
+    resized = resize_shorter_side(torch.as_tensor(photo).permute(2, 0, 1).float(), 40)
+    crops = ten_crops(resized, 32, region=region)
+    torch.testing.assert_close(crops, expected, rtol=0, atol=1.5)
+    other = ten_crops(resized, 32, region="image" if region == "square" else "square")
+    assert (other - expected).abs().amax() > 20  # the two regions differ on this photo
 
 
 @pytest.mark.parametrize("mode", ["center", "10crop", "multiscale"])
@@ -169,26 +200,42 @@ class _MeanColourHead(torch.nn.Module):
     dense_forward = forward
 
 
-def _known_output_classifier(mode):
+def _known_output_classifier(mode, **options):
     from resnet_backbone.classification.model import ImageClassifier
 
-    return ImageClassifier(backbone=_MeanColourBackbone(), head=_MeanColourHead(),
+    return ImageClassifier(backbone=_MeanColourBackbone(), head=_MeanColourHead(), **options,
                            pixel_mean=[0.0, 0.0, 0.0], pixel_std=[100.0, 100.0, 100.0],
                            test_mode=mode, test_resize=6, test_crop=4, test_scales=(6, 9))
 
 
-def test_ten_crop_scores_are_the_average_of_the_ten_views_softmax():
-    image = torch.arange(3 * 6 * 8, dtype=torch.float32).view(3, 6, 8)
-    scores = _known_output_classifier("10crop").classify(image)
+@pytest.mark.parametrize("region, corners", [
+    ("square", ((0, 1), (0, 3), (2, 1), (2, 3))),  # the central 6x6 square: columns 1..6
+    ("image", ((0, 0), (0, 4), (2, 0), (2, 4))),
+])
+def test_ten_crop_scores_are_the_average_of_the_ten_views_softmax(region, corners):
+    torch.manual_seed(0)
+    image = torch.rand(3, 6, 8) * 255
+    scores = _known_output_classifier("10crop", ten_crop_region=region).classify(image)
     pixels = image / 100
     by_hand = []
-    for y, x in ((0, 0), (0, 4), (2, 0), (2, 4), (1, 2)):
+    for y, x in corners + ((1, 2),):
         crop = pixels[:, y:y + 4, x:x + 4]
         by_hand += [crop.mean(dim=(1, 2))] * 2  # a flip has the same channel means
     expected = torch.softmax(torch.stack(by_hand), dim=1).mean(dim=0)
     torch.testing.assert_close(scores, expected)
     centre = _known_output_classifier("center").classify(image)
     torch.testing.assert_close(centre, torch.softmax(pixels[:, 1:5, 2:6].mean(dim=(1, 2)), 0))
+
+
+def test_ten_crop_region_comes_from_the_config_and_a_bad_one_is_named():
+    overrides = {"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64}
+    model = build_model(classifier_cfg(**overrides, **{
+        "MODEL.CLASSIFIER.TEN_CROP_REGION": "image"}))
+    assert model.ten_crop_region == "image"
+    assert build_model(classifier_cfg(**overrides)).ten_crop_region == "square"
+    with pytest.raises(ValueError, match="MODEL.CLASSIFIER.TEN_CROP_REGION='corners'"):
+        build_model(classifier_cfg(**overrides, **{
+            "MODEL.CLASSIFIER.TEN_CROP_REGION": "corners"}))
 
 
 def test_multiscale_scores_average_every_scale_and_its_flip():

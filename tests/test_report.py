@@ -181,3 +181,25 @@ def test_error_curves_and_chart_of_classifier_runs(classifier_runs):
     rows = report.build_rows(classifier_runs)
     png = report.chart_png(rows, classifier_runs)
     assert png.startswith(b"\x89PNG")
+
+
+def test_every_paper_classification_row_has_a_shipped_config_the_report_places_there():
+    """Tables 2, 3, 4 and 6: for each network of each row a config under
+    ImageNet-Classification/ or CIFAR-10/ that tests on the row's set with its test views and
+    that `classifier_of` names as the paper does."""
+    from resnet_backbone import model_zoo
+
+    placed = set()
+    for name in model_zoo.list_configs():
+        if name.split("/")[0] not in ("ImageNet-Classification", "CIFAR-10") or \
+                Path(name).name.startswith("Base-"):
+            continue
+        cfg = yaml.safe_load(model_zoo.get_config(name).dump())
+        for dataset in cfg["DATASETS"]["TEST"]:
+            placed.add((dataset, cfg["MODEL"]["CLASSIFIER"]["TEST_MODE"],
+                        report.classifier_of(cfg)))
+    missing = [(table, dataset, mode, arch)
+               for (dataset, mode), tables in CLASSIFICATION_RESULTS.items()
+               for table, _, _, paper in tables for arch in paper
+               if (dataset, mode, arch) not in placed]
+    assert not missing
