@@ -41,8 +41,15 @@ def add_classification_config(cfg):
     # CROP x CROP crop is taken at random (with INPUT.RANDOM_FLIP, or its flip).
     cfg.INPUT.CLS.SHORT_SIDE_RANGE = [256, 480]
     cfg.INPUT.CLS.CROP = 224
-    # Zero padding on every side before the random crop (CIFAR-10, Sec. 4.2: 4); 0 for none.
+    # Padding on every side before the random crop (CIFAR-10, Sec. 4.2: 4); 0 for none. The
+    # padding is zero after mean subtraction, as in the paper (its pixels are MODEL.PIXEL_MEAN).
     cfg.INPUT.CLS.PAD = 0
+    # The mean subtracted from every image: "channel", MODEL.PIXEL_MEAN (one value per channel);
+    # "pixel", the per-pixel mean image of the DATASETS.TRAIN images (the paper's CIFAR-10 input,
+    # Sec. 4.2), for datasets held in memory with images of one size (CIFAR format). ImageNet
+    # keeps "channel": its random crops of randomly resized photos make the per-pixel mean of a
+    # crop nearly constant per channel, and the exported detection backbone needs MODEL.PIXEL_MEAN.
+    cfg.INPUT.CLS.MEAN = "channel"
     # Standard deviation of AlexNet's PCA colour augmentation ("standard colour augmentation",
     # Sec. 3.4); 0 disables it.
     cfg.INPUT.CLS.LIGHTING_STD = 0.1
