@@ -111,11 +111,12 @@ def test_unfinished_run_is_named(tmp_path):
 
 
 def fake_classifier_run(root, name, depth, metrics, *, residual=True, shortcut="A",
-                        test_mode="full", backbone="build_cifar_resnet_backbone", log=()):
+                        test_mode="full", backbone="build_cifar_resnet_backbone", log=(),
+                        ten_crop_region="square"):
     run = Path(fake_run(root, name, backbone, depth, metrics, residual=residual))
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg["MODEL"]["RESNET_BACKBONE"]["SHORTCUT"] = shortcut
-    cfg["MODEL"]["CLASSIFIER"] = {"TEST_MODE": test_mode}
+    cfg["MODEL"]["CLASSIFIER"] = {"TEST_MODE": test_mode, "TEN_CROP_REGION": ten_crop_region}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "metrics.json").write_text("".join(json.dumps(line) + "\n" for line in log))
     return str(run)
@@ -203,3 +204,14 @@ def test_every_paper_classification_row_has_a_shipped_config_the_report_places_t
                for table, _, _, paper in tables for arch in paper
                if (dataset, mode, arch) not in placed]
     assert not missing
+
+
+def test_whole_image_ten_crops_are_not_placed_beside_the_papers_numbers(tmp_path):
+    run = fake_classifier_run(tmp_path, "r50_image", 50, {"imagenet_val": errors(23.0, 7.0)},
+                              shortcut="B", test_mode="10crop", ten_crop_region="image",
+                              backbone="build_paper_resnet_backbone")
+    ours = [r for r in report.build_rows([run]) if r.run == run]
+    assert {(r.table, r.setting, r.paper) for r in ours} == {
+        ("—", "imagenet_val (10crop-image), top-1 err", None),
+        ("—", "imagenet_val (10crop-image), top-5 err", None),
+    }
