@@ -12,7 +12,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 
 from ..fc_box_head import VGG16BoxHead
-from .views import TEN_CROP_REGIONS, center_crop, resize_shorter_side, ten_crops
+from .views import (TEN_CROP_REGIONS, center_crop, multiscale_views, resize_shorter_side,
+                    ten_crops)
 
 TEST_MODES = ("full", "center", "10crop", "multiscale")
 
@@ -156,9 +157,8 @@ class ImageClassifier(nn.Module):
         if self.test_mode == "full":
             return F.softmax(self.head(self._features(image[None])), dim=1)[0]
         if self.test_mode == "multiscale":
-            views = [resize_shorter_side(image, s)[None] for s in self.test_scales]
-            views = [v for view in views for v in (view, view.flip(-1))]
-            scores = [F.softmax(self.head.dense_forward(self._features(v)), dim=1) for v in views]
+            scores = [F.softmax(self.head.dense_forward(self._features(view[None])), dim=1)
+                      for view in multiscale_views(image, self.test_scales)]
             return torch.cat(scores).mean(dim=0)
         resized = resize_shorter_side(image, self.test_resize)
         if self.test_mode == "center":

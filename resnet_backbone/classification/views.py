@@ -1,6 +1,6 @@
 """What a classifier sees of an image, through torchvision's functional transforms: the
-shorter-side resize shared by training (scale augmentation) and testing, the centre crop and
-the 10 crops of the paper's Tables 2 and 3.
+shorter-side resize shared by training (scale augmentation) and testing, the centre crop, the
+10 crops of the paper's Tables 2 and 3 and the multi-scale views of its Table 4.
 
 One resize filter everywhere: bilinear with antialiasing, the filter of PIL and of torchvision's
 tensor resize. The paper does not name its filter; antialiasing matters because ImageNet photos
@@ -44,3 +44,9 @@ def ten_crops(image, size, *, region="square"):
     if region == "square":
         image = TF.center_crop(image, min(image.shape[-2:]))
     return torch.stack(TF.ten_crop(image, size))
+
+
+def multiscale_views(image, scales):
+    """[(C, H, W)]: the image with its shorter side at each of `scales`, and the flip of each."""
+    resized = [resize_shorter_side(image, scale) for scale in scales]
+    return [view for scaled in resized for view in (scaled, TF.hflip(scaled))]
