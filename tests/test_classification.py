@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -12,7 +13,7 @@ import resnet_backbone
 from resnet_backbone.classification import ClassificationEvaluator, add_classification_config
 from resnet_backbone.classification.cifar import make_cifar_resnet
 from resnet_backbone.classification.data import ClassificationMapper
-from resnet_backbone.classification.model import ten_crops
+from resnet_backbone.classification.views import resize_shorter_side, ten_crops
 from resnet_backbone.convert import convert_torchvision_resnet
 
 
@@ -85,14 +86,44 @@ def test_vgg16_classifier_has_torchvisions_parameters_and_a_dense_form():
         torch.testing.assert_close(model.head.dense_forward(features), model.head(features))
 
 
-def test_ten_crops_are_the_corners_the_centre_and_their_flips():
+def _crop_set(crops):
+    return sorted(tuple(c.flatten().tolist()) for c in crops)
+
+
+@pytest.mark.parametrize("region, columns", [("square", slice(1, 7)), ("image", slice(0, 8))])
+def test_ten_crops_are_the_corners_the_centre_and_their_flips(region, columns):
+    """A 6x8 image: the corners of its central 6x6 square (columns 1..6), or of the whole image;
+    the centre crop either way, and the flips of all five."""
     image = torch.arange(6 * 8, dtype=torch.float32).view(1, 6, 8)
-    crops = ten_crops(image, 4)
+    crops = ten_crops(image, 4, region=region)
     assert crops.shape == (10, 1, 4, 4)
-    assert crops[0, 0, 0, 0] == 0 and crops[1, 0, 0, -1] == 7
-    assert crops[2, 0, -1, 0] == 40 and crops[3, 0, -1, -1] == 47
-    assert torch.equal(crops[4], image[:, 1:5, 2:6])
-    assert torch.equal(crops[5:], crops[:5].flip(-1))
+    area = image[:, :, columns]
+    width = area.shape[-1]
+    five = [area[:, y:y + 4, x:x + 4] for y, x in ((0, 0), (0, width - 4), (2, 0),
+                                                   (2, width - 4))] + [image[:, 1:5, 2:6]]
+    assert _crop_set(crops) == _crop_set(five + [c.flip(-1) for c in five])
+
+
+@pytest.mark.parametrize("region", ["square", "image"])
+def test_ten_crop_testing_on_a_photo_matches_torchvisions_pil_pipeline(region):
+    """The views of a non-square RGB photo as torchvision's PIL transforms make them: Resize
+    (bilinear, which PIL antialiases), CenterCrop to the square (region "square", the cited
+    protocol), TenCrop; equal up to PIL's rounding to uint8."""
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 90)[None, :, None] * np.ones((60, 1, 3))
+    photo = np.clip(ramp + rng.normal(0, 20, (60, 90, 3)), 0, 255).astype(np.uint8)
+    steps = [transforms.Resize(40), transforms.CenterCrop(40)] if region == "square" else \
+        [transforms.Resize(40)]
+    pipeline = transforms.Compose(steps + [transforms.TenCrop(32)])
+    expected = torch.stack([transforms.functional.pil_to_tensor(c).float()
+                            for c in pipeline(Image.fromarray(photo))])
+    resized = resize_shorter_side(torch.as_tensor(photo).permute(2, 0, 1).float(), 40)
+    crops = ten_crops(resized, 32, region=region)
+    torch.testing.assert_close(crops, expected, rtol=0, atol=1.5)
+    other = ten_crops(resized, 32, region="image" if region == "square" else "square")
+    assert (other - expected).abs().amax() > 20  # the two regions differ on this photo
 
 
 @pytest.mark.parametrize("mode", ["center", "10crop", "multiscale"])
@@ -123,20 +154,107 @@ def test_evaluator_counts_top1_and_top5_once_per_image():
     assert result["top5_err"] == pytest.approx(100 * 1 / 3)
 
 
-def test_training_mapper_pads_crops_flips_and_orders_channels():
-    cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [], "INPUT.CLS.CROP": 32,
-                            "INPUT.CLS.PAD": 4, "INPUT.CLS.LIGHTING_STD": 0.0,
-                            "INPUT.FORMAT": "BGR"})
-    image = np.zeros((32, 32, 3), dtype=np.uint8)
-    image[..., 0] = 200  # red in RGB
-    record = {"image": image, "label": 7, "image_id": 0, "file_name": "x"}
+def _normalized(cfg, image):
+    """What the model makes of a mapper's image: MODEL.PIXEL_MEAN / PIXEL_STD, INPUT.FORMAT."""
+    mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(3, 1, 1)
+    return (image - mean) / torch.tensor(cfg.MODEL.PIXEL_STD).view(3, 1, 1)
+
+
+def _windows(padded, size):
+    """Every size x size window of a (C, H, W) tensor and of its flip."""
+    height, width = padded.shape[-2:]
+    views = [padded, padded.flip(-1)]
+    return [v[:, y:y + size, x:x + size] for v in views
+            for y in range(height - size + 1) for x in range(width - size + 1)]
+
+
+@pytest.mark.parametrize("input_format", ["BGR", "RGB"])
+def test_training_crops_are_windows_of_the_image_padded_with_zeros_after_normalization(
+        input_format):
+    """Sec. 4.2: 4 pixels padded on each side of the normalized image (so the padding is 0 to
+    the network), a random 32x32 crop or its flip; channels in INPUT.FORMAT."""
+    cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [], "INPUT.CLS.CROP": 8,
+                            "INPUT.CLS.PAD": 2, "INPUT.CLS.LIGHTING_STD": 0.0,
+                            "INPUT.FORMAT": input_format,
+                            "MODEL.PIXEL_STD": [2.0, 4.0, 5.0]})
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    record = {"image": rgb, "label": 7, "image_id": 0, "file_name": "x"}
+    in_format = torch.as_tensor(rgb).permute(2, 0, 1).float()
+    if input_format == "BGR":
+        in_format = in_format.flip(0)
+    padded = torch.nn.functional.pad(_normalized(cfg, in_format), (2, 2, 2, 2))  # zeros
+    windows = _windows(padded, 8)
     np.random.seed(0)
-    crops = [ClassificationMapper(cfg, is_train=True)(record)["image"] for _ in range(20)]
-    assert all(c.shape == (3, 32, 32) for c in crops)
-    assert all(int(c[2].max()) == 200 and int(c[0].max()) == 0 for c in crops)  # BGR: red last
-    assert any(int((c[2] == 0).sum()) > 0 for c in crops)  # some crops reach the zero padding
+    torch.manual_seed(0)
+    mapper = ClassificationMapper(cfg, is_train=True)
+    crops = [_normalized(cfg, mapper(record)["image"]) for _ in range(30)]
+    for crop in crops:
+        assert crop.shape == (3, 8, 8)
+        assert min(float((crop - w).abs().max()) for w in windows) < 1e-5
+    assert any(bool((crop == 0).all(dim=0).any()) for crop in crops)  # some reach the padding
     test = ClassificationMapper(cfg, is_train=False)(record)
-    assert test["image"].shape == (3, 32, 32) and test["label"] == 7
+    assert torch.equal(test["image"], in_format) and test["label"] == 7
+
+
+def test_per_pixel_mean_is_the_training_sets_mean_image(tmp_path):
+    """INPUT.CLS.MEAN "pixel": what the network sees is the image minus the mean image of
+    DATASETS.TRAIN (test and training alike), and the padding is still zero."""
+    from detectron2.data import DatasetCatalog
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    records = [{"image": image, "label": 0, "image_id": i, "file_name": f"r{i}"}
+               for i, image in enumerate(images)]
+    DatasetCatalog.register("pixel_mean_train", lambda: records)
+    try:
+        cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [], "INPUT.CLS.CROP": 8,
+                                "INPUT.CLS.PAD": 2, "INPUT.CLS.LIGHTING_STD": 0.0,
+                                "INPUT.CLS.MEAN": "pixel", "INPUT.FORMAT": "BGR",
+                                "DATASETS.TRAIN": ("pixel_mean_train",)})
+        mean_rgb = images.astype(np.float64).mean(axis=0)
+        expected = torch.as_tensor(images[2] - mean_rgb, dtype=torch.float32).permute(2, 0, 1)
+        expected = expected.flip(0)  # BGR
+        test = ClassificationMapper(cfg, is_train=False)(records[2])["image"]
+        torch.testing.assert_close(_normalized(cfg, test), expected, rtol=0, atol=1e-4)
+        windows = _windows(torch.nn.functional.pad(expected, (2, 2, 2, 2)), 8)
+        np.random.seed(0)
+        torch.manual_seed(0)
+        crop = _normalized(cfg, ClassificationMapper(cfg, is_train=True)(records[2])["image"])
+        assert min(float((crop - w).abs().max()) for w in windows) < 1e-4
+    finally:
+        DatasetCatalog.remove("pixel_mean_train")
+
+
+def test_per_pixel_mean_names_its_key_for_images_read_from_files(tmp_path):
+    from resnet_backbone.classification.data import register_image_folder
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "0.png")
+    register_image_folder("pixel_mean_folder", str(tmp_path))
+    cfg = classifier_cfg(**{"INPUT.CLS.MEAN": "pixel", "DATASETS.TRAIN": ("pixel_mean_folder",)})
+    with pytest.raises(ValueError, match="INPUT.CLS.MEAN='pixel'.*pixel_mean_folder"):
+        ClassificationMapper(cfg, is_train=True)
+    cfg = classifier_cfg(**{"INPUT.CLS.MEAN": "image"})
+    with pytest.raises(ValueError, match="INPUT.CLS.MEAN='image'"):
+        ClassificationMapper(cfg, is_train=False)
+
+
+def test_training_and_test_resize_use_one_antialiased_filter():
+    """Shrinking fine stripes 48 -> 40: the training crop equals PIL's bilinear (antialiased)
+    resize, which is also what 10-crop/centre testing sees; without antialiasing the stripes
+    alias into bands of large amplitude."""
+    stripes = np.zeros((48, 48, 3), dtype=np.uint8)
+    stripes[:, ::2] = 255
+    cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [40, 40], "INPUT.CLS.CROP": 40,
+                            "INPUT.CLS.LIGHTING_STD": 0.0, "INPUT.RANDOM_FLIP": "none",
+                            "INPUT.FORMAT": "RGB"})
+    record = {"image": stripes, "label": 0, "image_id": 0, "file_name": "stripes"}
+    trained_on = ClassificationMapper(cfg, is_train=True)(record)["image"]
+    pil = np.array(Image.fromarray(stripes).resize((40, 40), Image.BILINEAR))
+    expected = torch.as_tensor(pil).permute(2, 0, 1).float()
+    torch.testing.assert_close(trained_on, expected, rtol=0, atol=1.0)
+    tested_on = resize_shorter_side(torch.as_tensor(stripes).permute(2, 0, 1).float(), 40)
+    torch.testing.assert_close(tested_on, trained_on)
 
 
 def test_a_bad_test_mode_is_named_with_its_key():
@@ -169,26 +287,42 @@ class _MeanColourHead(torch.nn.Module):
     dense_forward = forward
 
 
-def _known_output_classifier(mode):
+def _known_output_classifier(mode, **options):
     from resnet_backbone.classification.model import ImageClassifier
 
-    return ImageClassifier(backbone=_MeanColourBackbone(), head=_MeanColourHead(),
+    return ImageClassifier(backbone=_MeanColourBackbone(), head=_MeanColourHead(), **options,
                            pixel_mean=[0.0, 0.0, 0.0], pixel_std=[100.0, 100.0, 100.0],
                            test_mode=mode, test_resize=6, test_crop=4, test_scales=(6, 9))
 
 
-def test_ten_crop_scores_are_the_average_of_the_ten_views_softmax():
-    image = torch.arange(3 * 6 * 8, dtype=torch.float32).view(3, 6, 8)
-    scores = _known_output_classifier("10crop").classify(image)
+@pytest.mark.parametrize("region, corners", [
+    ("square", ((0, 1), (0, 3), (2, 1), (2, 3))),  # the central 6x6 square: columns 1..6
+    ("image", ((0, 0), (0, 4), (2, 0), (2, 4))),
+])
+def test_ten_crop_scores_are_the_average_of_the_ten_views_softmax(region, corners):
+    torch.manual_seed(0)
+    image = torch.rand(3, 6, 8) * 255
+    scores = _known_output_classifier("10crop", ten_crop_region=region).classify(image)
     pixels = image / 100
     by_hand = []
-    for y, x in ((0, 0), (0, 4), (2, 0), (2, 4), (1, 2)):
+    for y, x in corners + ((1, 2),):
         crop = pixels[:, y:y + 4, x:x + 4]
         by_hand += [crop.mean(dim=(1, 2))] * 2  # a flip has the same channel means
     expected = torch.softmax(torch.stack(by_hand), dim=1).mean(dim=0)
     torch.testing.assert_close(scores, expected)
     centre = _known_output_classifier("center").classify(image)
     torch.testing.assert_close(centre, torch.softmax(pixels[:, 1:5, 2:6].mean(dim=(1, 2)), 0))
+
+
+def test_ten_crop_region_comes_from_the_config_and_a_bad_one_is_named():
+    overrides = {"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64}
+    model = build_model(classifier_cfg(**overrides, **{
+        "MODEL.CLASSIFIER.TEN_CROP_REGION": "image"}))
+    assert model.ten_crop_region == "image"
+    assert build_model(classifier_cfg(**overrides)).ten_crop_region == "square"
+    with pytest.raises(ValueError, match="MODEL.CLASSIFIER.TEN_CROP_REGION='corners'"):
+        build_model(classifier_cfg(**overrides, **{
+            "MODEL.CLASSIFIER.TEN_CROP_REGION": "corners"}))
 
 
 def test_multiscale_scores_average_every_scale_and_its_flip():
@@ -218,17 +352,33 @@ def test_cifar10_pickles_load_as_images_with_labels(tmp_path):
                          "labels": [int(x) for x in rng.integers(0, 10, 2)]}
         with open(directory / name, "wb") as f:
             pickle.dump(batches[name], f)
-    train = load_cifar10(str(tmp_path), train=True)
+    train = load_cifar10(str(tmp_path), "cifar10_train")
     assert len(train) == 10 and [r["image_id"] for r in train] == list(range(10))
     first = batches["data_batch_1"]
     assert train[0]["label"] == first["labels"][0]
     # The pickled row is the red plane, then green, then blue, each 32x32 row-major.
     assert np.array_equal(train[0]["image"][:, :, 0], first["data"][0, :1024].reshape(32, 32))
     assert np.array_equal(train[1]["image"][:, :, 2], first["data"][1, 2048:].reshape(32, 32))
-    assert len(load_cifar10(str(tmp_path), train=False)) == 2
+    assert len(load_cifar10(str(tmp_path), "cifar10_test")) == 2
+    with pytest.raises(ValueError, match="10 images cannot give a 5000-image validation set"):
+        load_cifar10(str(tmp_path), "cifar10_val5k")
     (directory / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
-        load_cifar10(str(tmp_path), train=True)
+        load_cifar10(str(tmp_path), "cifar10_train")
+
+
+def test_cifar10_45k_5k_split_holds_out_the_last_images_of_the_training_set():
+    from detectron2.data import MetadataCatalog
+
+    from resnet_backbone.classification.data import split_train_val
+
+    records = [{"image_id": i} for i in range(50)]
+    train, val = (split_train_val(records, part, val_size=5) for part in ("train", "val"))
+    assert [r["image_id"] for r in train] == list(range(45))
+    assert [r["image_id"] for r in val] == list(range(45, 50))
+    assert split_train_val(records, "all", val_size=5) == records
+    for name in ("cifar10_train45k", "cifar10_val5k"):
+        assert MetadataCatalog.get(name).evaluator_type == "classification"
 
 
 def test_shape_crops_are_the_objects_labelled_by_class_and_reproducible(tmp_path):

@@ -111,11 +111,12 @@ def test_unfinished_run_is_named(tmp_path):
 
 
 def fake_classifier_run(root, name, depth, metrics, *, residual=True, shortcut="A",
-                        test_mode="full", backbone="build_cifar_resnet_backbone", log=()):
+                        test_mode="full", backbone="build_cifar_resnet_backbone", log=(),
+                        ten_crop_region="square"):
     run = Path(fake_run(root, name, backbone, depth, metrics, residual=residual))
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg["MODEL"]["RESNET_BACKBONE"]["SHORTCUT"] = shortcut
-    cfg["MODEL"]["CLASSIFIER"] = {"TEST_MODE": test_mode}
+    cfg["MODEL"]["CLASSIFIER"] = {"TEST_MODE": test_mode, "TEN_CROP_REGION": ten_crop_region}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "metrics.json").write_text("".join(json.dumps(line) + "\n" for line in log))
     return str(run)
@@ -181,3 +182,36 @@ def test_error_curves_and_chart_of_classifier_runs(classifier_runs):
     rows = report.build_rows(classifier_runs)
     png = report.chart_png(rows, classifier_runs)
     assert png.startswith(b"\x89PNG")
+
+
+def test_every_paper_classification_row_has_a_shipped_config_the_report_places_there():
+    """Tables 2, 3, 4 and 6: for each network of each row a config under
+    ImageNet-Classification/ or CIFAR-10/ that tests on the row's set with its test views and
+    that `classifier_of` names as the paper does."""
+    from resnet_backbone import model_zoo
+
+    placed = set()
+    for name in model_zoo.list_configs():
+        if name.split("/")[0] not in ("ImageNet-Classification", "CIFAR-10") or \
+                Path(name).name.startswith("Base-"):
+            continue
+        cfg = yaml.safe_load(model_zoo.get_config(name).dump())
+        for dataset in cfg["DATASETS"]["TEST"]:
+            placed.add((dataset, cfg["MODEL"]["CLASSIFIER"]["TEST_MODE"],
+                        report.classifier_of(cfg)))
+    missing = [(table, dataset, mode, arch)
+               for (dataset, mode), tables in CLASSIFICATION_RESULTS.items()
+               for table, _, _, paper in tables for arch in paper
+               if (dataset, mode, arch) not in placed]
+    assert not missing
+
+
+def test_whole_image_ten_crops_are_not_placed_beside_the_papers_numbers(tmp_path):
+    run = fake_classifier_run(tmp_path, "r50_image", 50, {"imagenet_val": errors(23.0, 7.0)},
+                              shortcut="B", test_mode="10crop", ten_crop_region="image",
+                              backbone="build_paper_resnet_backbone")
+    ours = [r for r in report.build_rows([run]) if r.run == run]
+    assert {(r.table, r.setting, r.paper) for r in ours} == {
+        ("—", "imagenet_val (10crop-image), top-1 err", None),
+        ("—", "imagenet_val (10crop-image), top-5 err", None),
+    }

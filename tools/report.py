@@ -69,6 +69,17 @@ def classifier_of(cfg):
     return name
 
 
+def test_views_of(cfg):
+    """The run's MODEL.CLASSIFIER.TEST_MODE; 10-crop testing with the corners taken from the
+    whole image (TEN_CROP_REGION "image", not the protocol the paper cites) is "10crop-image",
+    which no paper table has."""
+    classifier = cfg["MODEL"].get("CLASSIFIER", {})
+    mode = classifier.get("TEST_MODE", "center")
+    if mode == "10crop" and classifier.get("TEN_CROP_REGION", "square") != "square":
+        return "10crop-image"
+    return mode
+
+
 def read_run(run_dir):
     """(config dict, {dataset: {task: {metric: value}}}) of a finished run."""
     config_path = os.path.join(run_dir, "config.yaml")
@@ -109,7 +120,7 @@ def classification_rows(run_dir, cfg, metrics, covered):
     """Rows of the paper's tables for the run's test set and test views (MODEL.CLASSIFIER.
     TEST_MODE); the run's top-1/top-5 error alone where the paper has none."""
     arch = classifier_of(cfg)
-    test_mode = cfg["MODEL"].get("CLASSIFIER", {}).get("TEST_MODE", "center")
+    test_mode = test_views_of(cfg)
     rows = []
     for dataset, results in metrics.items():
         ours = results[CLASSIFICATION]

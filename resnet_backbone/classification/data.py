@@ -1,20 +1,24 @@
 """Classification datasets as dataset dicts ({"file_name" or "image", "label", "image_id"}),
 registered at import (`imagenet_{train,val}`: ImageFolder trees under `imagenet/`;
-`cifar10_{train,test}`: `cifar-10-batches-py/`), and the mapper making training crops or test
-images.
+`cifar10_{train,test}` and the 45k/5k split of the training set `cifar10_{train45k,val5k}`:
+`cifar-10-batches-py/`), and the mapper making training crops or test images.
 """
 import os
 import pickle
 
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms import RandomCrop
 
+from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..data.datasets import register_dataset
 from ..data.layout import datasets_root
+from .views import resize_shorter_side
 
 EVALUATOR_TYPE = "classification"
 CIFAR10_DIRNAME = "cifar-10-batches-py"
@@ -66,16 +70,40 @@ def load_cifar_batches(directory, files):
     return records
 
 
-def load_cifar10(root, train):
-    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    return load_cifar_batches(os.path.join(root, CIFAR10_DIRNAME), files)
+# The paper's Sec. 4.2 chooses its hyper-parameters on "a 45k/5k train/val split" of the 50k
+# training images without saying which 5k; here the last 5,000 (data_batch_5's second half).
+CIFAR10_VAL_SIZE = 5000
+# Dataset name -> (batch files, which of their images: "all", "train" or "val" part).
+CIFAR10_SPLITS = {
+    "cifar10_train": ("train", "all"),
+    "cifar10_test": ("test", "all"),
+    "cifar10_train45k": ("train", "train"),
+    "cifar10_val5k": ("train", "val"),
+}
+
+
+def split_train_val(records, part, val_size=CIFAR10_VAL_SIZE):
+    """`part` of `records`: "all", "train" (all but the last `val_size`) or "val" (those)."""
+    if part == "all":
+        return records
+    if len(records) <= val_size:
+        raise ValueError(f"{len(records)} images cannot give a {val_size}-image validation set")
+    return records[:-val_size] if part == "train" else records[-val_size:]
+
+
+def load_cifar10(root, split):
+    """Records of the CIFAR-10 dataset `split` (a key of CIFAR10_SPLITS); image_id is the
+    image's index in its batch files, so the 45k/5k parts keep their full-set ids."""
+    files, part = CIFAR10_SPLITS[split]
+    names = [f"data_batch_{i}" for i in range(1, 6)] if files == "train" else ["test_batch"]
+    return split_train_val(load_cifar_batches(os.path.join(root, CIFAR10_DIRNAME), names), part)
 
 
 def register_cifar10(root=None):
     root = root or datasets_root()
-    for name, train in (("cifar10_train", True), ("cifar10_test", False)):
-        register_dataset(name, ("cifar10", root, train),
-                         lambda train=train: load_cifar10(root, train),
+    for name in CIFAR10_SPLITS:
+        register_dataset(name, ("cifar10", root, name),
+                         lambda name=name: load_cifar10(root, name),
                          evaluator_type=EVALUATOR_TYPE, thing_classes=list(CIFAR10_CLASSES))
 
 
@@ -85,46 +113,99 @@ def register_imagenet(root=None):
         register_image_folder(f"imagenet_{split}", os.path.join(root, split))
 
 
+MEAN_OPTIONS = ("channel", "pixel")
+
+
+def mean_image(dataset_names):
+    """(3, H, W) float32 RGB per-pixel mean of the images of the datasets `dataset_names`,
+    which must be held in memory (the CIFAR format) and be of one size."""
+    total, count = None, 0
+    for name in dataset_names:
+        for record in DatasetCatalog.get(name):
+            if "image" not in record:
+                raise ValueError(
+                    f"INPUT.CLS.MEAN='pixel' needs training images held in memory (CIFAR "
+                    f"format); {name} reads {record['file_name']}: use 'channel'"
+                )
+            image = np.asarray(record["image"], dtype=np.float64)
+            if total is not None and image.shape != total.shape:
+                raise ValueError(
+                    f"INPUT.CLS.MEAN='pixel' needs training images of one size; {name} has "
+                    f"{image.shape[:2]} and {total.shape[:2]}: use 'channel'"
+                )
+            total = image if total is None else total + image
+            count += 1
+    if not count:
+        raise ValueError(f"INPUT.CLS.MEAN='pixel': DATASETS.TRAIN {dataset_names} has no images")
+    return torch.as_tensor((total / count).transpose(2, 0, 1), dtype=torch.float32)
+
+
 class ClassificationMapper:
-    """Reads a record's image and returns {"image": (C, H, W) uint8 tensor in INPUT.FORMAT,
-    "label"}. Training: INPUT.CLS.PAD zero padding, shorter side sampled from
-    INPUT.CLS.SHORT_SIDE_RANGE (empty: kept), a random INPUT.CLS.CROP square, a horizontal flip
-    (INPUT.RANDOM_FLIP), PCA colour noise (INPUT.CLS.LIGHTING_STD). Test: the image unchanged
-    (the model takes its views, MODEL.CLASSIFIER.TEST_MODE)."""
+    """Reads a record's image and returns {"image": (C, H, W) float32 tensor in INPUT.FORMAT on
+    the 0..255 scale, "label", "image_id", "file_name"}; the model subtracts MODEL.PIXEL_MEAN.
+
+    With INPUT.CLS.MEAN "pixel" the mapper first subtracts the rest of the per-pixel mean (the
+    training set's mean image minus MODEL.PIXEL_MEAN), so that with the model's subtraction the
+    image loses its per-pixel mean. Training then takes INPUT.CLS.PAD pixels of padding of
+    value MODEL.PIXEL_MEAN (zero once normalized), the shorter side sampled from
+    INPUT.CLS.SHORT_SIDE_RANGE (empty: kept; `views.resize_shorter_side`, the test filter), a
+    random INPUT.CLS.CROP square, a horizontal flip (INPUT.RANDOM_FLIP), PCA colour noise
+    (INPUT.CLS.LIGHTING_STD, unclipped). Test: the image itself (the model takes its views,
+    MODEL.CLASSIFIER.TEST_MODE)."""
 
     def __init__(self, cfg, is_train):
+        c = cfg.INPUT.CLS
+        if c.MEAN not in MEAN_OPTIONS:
+            raise ValueError(f"INPUT.CLS.MEAN={c.MEAN!r}; use one of {MEAN_OPTIONS}")
         self.is_train = is_train
         self.input_format = cfg.INPUT.FORMAT
-        c = cfg.INPUT.CLS
-        self.pad = c.PAD
-        augmentations = []
-        if is_train:
-            if len(c.SHORT_SIDE_RANGE):
-                augmentations.append(T.ResizeShortestEdge(
-                    tuple(c.SHORT_SIDE_RANGE), max_size=10**6, sample_style="range"))
-            augmentations.append(T.RandomCrop("absolute", (c.CROP, c.CROP)))
-            if cfg.INPUT.RANDOM_FLIP == "horizontal":
-                augmentations.append(T.RandomFlip(horizontal=True))
-            if c.LIGHTING_STD > 0:
-                augmentations.append(T.RandomLighting(c.LIGHTING_STD * _LIGHTING_SCALE))
-        self.augmentations = T.AugmentationList(augmentations)
+        rgb_mean = list(cfg.MODEL.PIXEL_MEAN)[::-1 if cfg.INPUT.FORMAT == "BGR" else 1]
+        self.channel_mean = torch.tensor(rgb_mean, dtype=torch.float32).view(3, 1, 1)
+        self.mean_rest = (mean_image(cfg.DATASETS.TRAIN) - self.channel_mean
+                          if c.MEAN == "pixel" else None)
+        self.pad, self.crop = c.PAD, c.CROP
+        self.short_side_range = tuple(c.SHORT_SIDE_RANGE)
+        self.flip = cfg.INPUT.RANDOM_FLIP == "horizontal"
+        self.lighting = (T.RandomLighting(c.LIGHTING_STD * _LIGHTING_SCALE)
+                         if c.LIGHTING_STD > 0 else None)
 
     def __call__(self, record):
         if "image" in record:
             image = np.asarray(record["image"])
         else:
             image = utils.read_image(record["file_name"], format="RGB")
-        if self.is_train and self.pad:
-            image = np.pad(image, ((self.pad, self.pad), (self.pad, self.pad), (0, 0)))
+        image = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+        if self.mean_rest is not None:
+            if image.shape != self.mean_rest.shape:
+                raise ValueError(
+                    f"INPUT.CLS.MEAN='pixel': {record['file_name']} is "
+                    f"{tuple(image.shape[1:])}, the training mean image "
+                    f"{tuple(self.mean_rest.shape[1:])}"
+                )
+            image = image - self.mean_rest
         if self.is_train:
-            aug_input = T.AugInput(image.astype(np.float32))
-            self.augmentations(aug_input)
-            image = np.clip(aug_input.image, 0, 255).round().astype(np.uint8)
+            image = self.augment(image)
         if self.input_format == "BGR":
-            image = image[:, :, ::-1]
-        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return {"image": tensor, "label": record["label"], "image_id": record["image_id"],
-                "file_name": record["file_name"]}
+            image = image.flip(0)
+        return {"image": image.contiguous(), "label": record["label"],
+                "image_id": record["image_id"], "file_name": record["file_name"]}
+
+    def augment(self, image):
+        """The training transformations of an RGB (3, H, W) float tensor."""
+        if self.pad:
+            image = TF.pad(image - self.channel_mean, self.pad) + self.channel_mean
+        if self.short_side_range:
+            low, high = self.short_side_range
+            image = resize_shorter_side(image, int(np.random.randint(low, high + 1)))
+        top, left, height, width = RandomCrop.get_params(image, (self.crop, self.crop))
+        image = TF.crop(image, top, left, height, width)
+        if self.flip and np.random.rand() < 0.5:
+            image = TF.hflip(image)
+        if self.lighting is not None:
+            channels_last = image.permute(1, 2, 0).numpy()
+            shifted = self.lighting.get_transform(channels_last).apply_image(channels_last)
+            image = torch.as_tensor(shifted, dtype=torch.float32).permute(2, 0, 1)
+        return image
 
 
 register_imagenet()

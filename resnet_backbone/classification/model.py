@@ -12,6 +12,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 
 from ..fc_box_head import VGG16BoxHead
+from .views import (TEN_CROP_REGIONS, center_crop, multiscale_views, resize_shorter_side,
+                    ten_crops)
 
 TEST_MODES = ("full", "center", "10crop", "multiscale")
 
@@ -76,12 +78,13 @@ class ImageClassifier(nn.Module):
     @configurable
     def __init__(self, *, backbone, head, pixel_mean, pixel_std, input_format="BGR",
                  label_smoothing=0.0, test_mode="center", test_resize=256, test_crop=224,
-                 test_scales=(224, 256, 384, 480, 640)):
+                 ten_crop_region="square", test_scales=(224, 256, 384, 480, 640)):
         super().__init__()
         self.backbone, self.head = backbone, head
         self.input_format = input_format
         self.label_smoothing = label_smoothing
         self.test_mode, self.test_resize, self.test_crop = test_mode, test_resize, test_crop
+        self.ten_crop_region = ten_crop_region
         self.test_scales = tuple(test_scales)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -91,6 +94,9 @@ class ImageClassifier(nn.Module):
         c = cfg.MODEL.CLASSIFIER
         if c.TEST_MODE not in TEST_MODES:
             raise ValueError(f"MODEL.CLASSIFIER.TEST_MODE={c.TEST_MODE!r}; use one of {TEST_MODES}")
+        if c.TEN_CROP_REGION not in TEN_CROP_REGIONS:
+            raise ValueError(f"MODEL.CLASSIFIER.TEN_CROP_REGION={c.TEN_CROP_REGION!r}; use one of "
+                             f"{TEN_CROP_REGIONS}")
         backbone = build_backbone(cfg)
         features = backbone.output_shape()
         if len(features) != 1:
@@ -116,6 +122,7 @@ class ImageClassifier(nn.Module):
             "test_mode": c.TEST_MODE,
             "test_resize": c.TEST_RESIZE,
             "test_crop": c.TEST_CROP,
+            "ten_crop_region": c.TEN_CROP_REGION,
             "test_scales": c.TEST_SCALES,
         }
 
@@ -144,40 +151,18 @@ class ImageClassifier(nn.Module):
                                             label_smoothing=self.label_smoothing)}
 
     def classify(self, image):
-        """Softmax probabilities of one (C, H, W) image in `input_format`, 0..255."""
+        """Softmax probabilities of one (C, H, W) image in `input_format` on the 0..255 scale
+        (as the mapper gives it), from the views of `test_mode`."""
         image = self._normalize(image)
         if self.test_mode == "full":
             return F.softmax(self.head(self._features(image[None])), dim=1)[0]
         if self.test_mode == "multiscale":
-            views = [resize_shorter_side(image, s)[None] for s in self.test_scales]
-            views = [v for view in views for v in (view, view.flip(-1))]
-            scores = [F.softmax(self.head.dense_forward(self._features(v)), dim=1) for v in views]
+            scores = [F.softmax(self.head.dense_forward(self._features(view[None])), dim=1)
+                      for view in multiscale_views(image, self.test_scales)]
             return torch.cat(scores).mean(dim=0)
         resized = resize_shorter_side(image, self.test_resize)
-        crops = ten_crops(resized, self.test_crop)
         if self.test_mode == "center":
-            crops = crops[4:5]
+            crops = center_crop(resized, self.test_crop)
+        else:
+            crops = ten_crops(resized, self.test_crop, region=self.ten_crop_region)
         return F.softmax(self.head(self._features(crops)), dim=1).mean(dim=0)
-
-
-def resize_shorter_side(image, size):
-    """Bilinear (antialiased) resize of a (C, H, W) tensor so that its shorter side is `size`."""
-    height, width = image.shape[-2:]
-    scale = size / min(height, width)
-    new_size = (max(round(height * scale), 1), max(round(width * scale), 1))
-    if new_size == (height, width):
-        return image
-    return F.interpolate(image[None], size=new_size, mode="bilinear", align_corners=False,
-                         antialias=True)[0]
-
-
-def ten_crops(image, size):
-    """(10, C, size, size): the four corner crops, the centre crop (index 4), and their flips."""
-    height, width = image.shape[-2:]
-    if min(height, width) < size:
-        raise ValueError(f"a {height}x{width} image has no {size}x{size} crop")
-    top, left = (height - size) // 2, (width - size) // 2
-    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-               (top, left)]
-    crops = torch.stack([image[:, y:y + size, x:x + size] for y, x in corners])
-    return torch.cat([crops, crops.flip(-1)])
