@@ -26,6 +26,7 @@ from unittest import mock
 import torch
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.engine import defaults as d2_defaults
+from detectron2.engine import hooks as d2_hooks
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
@@ -308,6 +309,12 @@ class Trainer(DefaultTrainer):
         guard = DivergenceGuard(loss_spike_factor=solver.LOSS_SPIKE_FACTOR,
                                 loss_window=solver.LOSS_WINDOW,
                                 weight_norm_growth=solver.WEIGHT_NORM_GROWTH, **periods)
+        if solver.WRITE_PERIOD < 1:
+            raise ValueError(f"RESNET_BACKBONE_SOLVER.WRITE_PERIOD={solver.WRITE_PERIOD}: "
+                             "use 1 or more iterations")
+        for hook in hooks:  # DefaultTrainer passes a constant period=20, not a config key
+            if isinstance(hook, d2_hooks.PeriodicWriter):
+                hook._period = solver.WRITE_PERIOD
         return [IterationSeedHook(training_seed(self.cfg)), guard, *hooks,
                 SaveOnSigterm(**periods)]
 
