@@ -1,24 +1,25 @@
 """Parameters and multiply-adds of the paper's networks next to its Table 1, or of the model of
 any config, as Detectron2's tools/analyze_model.py counts them.
 
-Without --config-file: counts the ImageNet classifier of each shipped config (configs/ImageNet-Classification:
-ResNet-18..152 and their plain counterparts, stem + res2..res5 + global average pool + 1000-way
-fc; VGG-16, 13 convs + pool5 + fc6/fc7/fc8) with fvcore at 224x224. fvcore counts one multiply-add as one flop, the paper's unit,
-and counts trainable BatchNorm's affine too (about 0.5% of the total).
+Without --config-file: counts the ImageNet classifier of each shipped config
+(configs/ImageNet-Classification: ResNet-18..152 and their plain counterparts, stem + res2..res5
++ global average pool + 1000-way fc; VGG-16, 13 convs + pool5 + fc6/fc7/fc8) with fvcore at
+224x224. fvcore counts one multiply-add as one flop, the paper's unit, and counts trainable
+BatchNorm's affine too (about 0.5% of the total).
 
     python tools/analyze_model.py
     python tools/analyze_model.py --depths 50 --stride-in-3x3     # torchvision's placement
     python tools/analyze_model.py --json analysis.json
 
-With --config-file (any detector or classifier config; trailing KEY VALUE overrides): the tasks
-of Detectron2's tool, `flop` and `activation` averaged over --num-inputs images of the config's
-first test set (with MODEL.WEIGHTS loaded), `parameter` and `structure`
+With --config-file (trailing KEY VALUE overrides): the tasks of Detectron2's tool for the model
+of any config, `parameter` and `structure`, and for detectors `flop` and `activation` averaged
+over --num-inputs images of the config's first test set with MODEL.WEIGHTS loaded
 (resnet_backbone/analysis.py):
 
     python tools/analyze_model.py --config-file configs/Demo/resnet18_c4_synthetic.yaml \
         --tasks flop parameter --num-inputs 10
-    python tools/analyze_model.py --config-file configs/PascalVOC-Detection/resnet101_c4_voc0712.yaml \
-        --tasks parameter structure
+    python tools/analyze_model.py --tasks parameter structure \
+        --config-file configs/PascalVOC-Detection/resnet101_c4_voc0712.yaml
 """
 import argparse
 import sys
