@@ -21,11 +21,12 @@ def builds_detectron2_res5(cfg):
         heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
     except KeyError:  # Detectron2 reports an unknown name itself when it builds the model
         return False
-    return (
-        isinstance(meta_arch, type) and issubclass(meta_arch, GeneralizedRCNN)
-        and isinstance(heads, type) and issubclass(heads, Res5ROIHeads)
-        and heads._build_res5_block.__func__ is Res5ROIHeads._build_res5_block.__func__
-    )
+    if not (isinstance(meta_arch, type) and issubclass(meta_arch, GeneralizedRCNN)
+            and isinstance(heads, type) and issubclass(heads, Res5ROIHeads)):
+        return False
+    # A subclass may define it as a plain function (Detectron2 accepts that, for old code)
+    build_res5 = getattr(heads._build_res5_block, "__func__", heads._build_res5_block)
+    return build_res5 is Res5ROIHeads._build_res5_block.__func__
 
 
 def check_detectron2_res5_fits(cfg, differences):

@@ -14,6 +14,14 @@ class _TestHeadsKeepingDetectron2Res5(Res5ROIHeads):
     """A user's Res5ROIHeads subclass that changes something other than res5."""
 
 
+@ROI_HEADS_REGISTRY.register()
+class _TestHeadsWithTheirOwnRes5(Res5ROIHeads):
+    """Old-style code: its own res5 builder, a plain function (Detectron2 accepts that)."""
+
+    def _build_res5_block(cls, cfg):  # noqa: N805 (no @classmethod, as old code had it)
+        return Res5ROIHeads._build_res5_block(cfg)
+
+
 def detector_cfg(depth, heads, **paper_options):
     cfg = add_resnet_backbone_config(get_cfg())
     cfg.MODEL.DEVICE = "cpu"
@@ -60,6 +68,7 @@ def test_configs_detectron2_res5_can_serve_still_build():
     fpn.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
     fpn.MODEL.ROI_BOX_HEAD.NUM_FC = 2
     build_model(fpn)
+    build_model(detector_cfg(50, "_TestHeadsWithTheirOwnRes5", SHORTCUT="A"))  # its own business
     proposals = detector_cfg(18, "Res5ROIHeads")
     proposals.MODEL.META_ARCHITECTURE = "ProposalNetwork"
     build_model(proposals)
