@@ -45,7 +45,7 @@ def analysis_config(config_file, opts=()):
     cfg = load_config(Namespace(config_file=config_file,
                                 opts=["DATALOADER.NUM_WORKERS", "0", *opts]))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.info(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but no CUDA device: counting on the CPU")
+        logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but no CUDA device: counting on the CPU")
         cfg.defrost()
         cfg.MODEL.DEVICE = "cpu"
         cfg.freeze()
