@@ -83,6 +83,10 @@ def add_resnet_backbone_config(cfg):
     # the schedule continuing at the resumed iteration, instead of those saved in the
     # checkpoint; e.g. a lower SOLVER.BASE_LR after a divergence.
     cfg.RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR = False
+    # Iterations between writes of the training metrics (the log line, metrics.json,
+    # TensorBoard) and after the last one; Detectron2's DefaultTrainer fixes 20. Lower it for
+    # short runs, raise it to log less on long ones.
+    cfg.RESNET_BACKBONE_SOLVER.WRITE_PERIOD = 20
 
     # The fast path (resnet_backbone/fast_path.py): switches that keep the model and its
     # checkpoints as they are; configs/Base-FastPath.yaml turns them on.

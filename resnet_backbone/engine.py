@@ -26,6 +26,7 @@ from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from fvcore.nn.precise_bn import get_bn_modules
 
 from .checkpoint import ResNetBackboneCheckpointer
 from .data.evaluation import build_evaluator
@@ -172,25 +173,35 @@ class Trainer(DefaultTrainer):
         return self.last_results
 
     def build_hooks(self):
-        """Detectron2's hooks, with the evaluation hook calling `evaluate`, led by the seeding
-        hook, and the stop hook placed after the LR scheduler's and before the checkpointer's
-        (see hooks.StopHook)."""
-        solver = self.cfg.RESNET_BACKBONE_SOLVER
-        stop = StopHook(loss_spike_factor=solver.LOSS_SPIKE_FACTOR,
-                        loss_window=solver.LOSS_WINDOW,
-                        weight_norm_growth=solver.WEIGHT_NORM_GROWTH,
-                        check_period=solver.CHECK_PERIOD,
-                        checkpoint_period=self.cfg.SOLVER.CHECKPOINT_PERIOD)
-        hooks = [IterationSeedHook(training_seed(self.cfg))]
-        for hook in super().build_hooks():
-            # The checkpointer (main process only) comes right before the evaluation hook.
-            if stop not in hooks and isinstance(hook, (d2_hooks.PeriodicCheckpointer,
-                                                       d2_hooks.EvalHook)):
-                hooks.append(stop)
-            if isinstance(hook, d2_hooks.EvalHook):
-                hook = d2_hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.evaluate)
-            hooks.append(hook)
-        return hooks
+        """Detectron2's DefaultTrainer hooks, in its order, with: the seeding hook first; the
+        stop hook after the LR scheduler's step (a checkpoint holds the stepped scheduler) and
+        before the checkpointer (diverged weights are never saved); the evaluation through
+        `evaluate`; the writers every RESNET_BACKBONE_SOLVER.WRITE_PERIOD iterations."""
+        cfg, solver, main = self.cfg, self.cfg.RESNET_BACKBONE_SOLVER, comm.is_main_process()
+        precise_bn = None
+        if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
+            loader_cfg = cfg.clone()
+            loader_cfg.defrost()
+            loader_cfg.DATALOADER.NUM_WORKERS = 0
+            precise_bn = d2_hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model,
+                                            self.build_train_loader(loader_cfg),
+                                            cfg.TEST.PRECISE_BN.NUM_ITER)
+        hooks = [
+            IterationSeedHook(training_seed(cfg)),
+            d2_hooks.IterationTimer(),
+            d2_hooks.LRScheduler(),
+            precise_bn,
+            StopHook(loss_spike_factor=solver.LOSS_SPIKE_FACTOR, loss_window=solver.LOSS_WINDOW,
+                     weight_norm_growth=solver.WEIGHT_NORM_GROWTH,
+                     check_period=solver.CHECK_PERIOD,
+                     checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD),
+            d2_hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
+            if main else None,
+            d2_hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
+            d2_hooks.PeriodicWriter(self.build_writers(), period=solver.WRITE_PERIOD)
+            if main else None,
+        ]
+        return [hook for hook in hooks if hook is not None]
 
     def resume_or_load(self, resume=True):
         if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):

@@ -14,6 +14,8 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
+from .head_check import check_detectron2_res5_fits
+
 SHORTCUT_OPTIONS = ("A", "B", "C")
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 
@@ -241,8 +243,23 @@ def read_resnet_config(cfg):
     )
 
 
+def differences_from_detectron2_res5(depth, residual, shortcut, **unused_options):
+    """What of a network's res5 Detectron2's `Res5ROIHeads` would not build, as config
+    settings described in words; empty for R-50/101/152 with shortcut option B."""
+    differences = []
+    if DEPTH_TABLE[depth][0] is not BottleneckBlock:
+        differences.append(f"MODEL.RESNETS.DEPTH={depth} (basic blocks)")
+    if not residual:
+        differences.append("MODEL.RESNET_BACKBONE.RESIDUAL=False (a plain net, no shortcuts)")
+    elif shortcut != "B":
+        differences.append(f"MODEL.RESNET_BACKBONE.SHORTCUT={shortcut!r}")
+    return differences
+
+
 @BACKBONE_REGISTRY.register()
 def build_paper_resnet_backbone(cfg, input_shape):
     """ResNet/plain net of the paper from `MODEL.RESNETS.*`, `MODEL.RESNET_BACKBONE.*` and
-    `MODEL.BACKBONE.FREEZE_AT`."""
-    return make_resnet(in_channels=input_shape.channels, **read_resnet_config(cfg))
+    `MODEL.BACKBONE.FREEZE_AT`; stops a config whose RoI heads could not continue it."""
+    options = read_resnet_config(cfg)
+    check_detectron2_res5_fits(cfg, differences_from_detectron2_res5(**options))
+    return make_resnet(in_channels=input_shape.channels, **options)

@@ -62,6 +62,9 @@ def check_run_settings(cfg, *, world_size, resume=False, eval_only=False):
     """What any run checks before it starts: batch size vs processes, the schedule, and
     MODEL.WEIGHTS (existence, architecture, pixel format)."""
     check_device_settings(cfg, world_size=world_size)
+    if cfg.RESNET_BACKBONE_SOLVER.WRITE_PERIOD < 1:
+        raise ValueError(f"RESNET_BACKBONE_SOLVER.WRITE_PERIOD="
+                         f"{cfg.RESNET_BACKBONE_SOLVER.WRITE_PERIOD}: use 1 or more iterations")
     if not eval_only and cfg.SOLVER.IMS_PER_BATCH % world_size:
         raise ValueError(
             f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the number of "

@@ -27,6 +27,8 @@ VARIANTS = [
 def paper_cfg(**resnets):
     cfg = add_resnet_backbone_config(get_cfg())
     cfg.MODEL.BACKBONE.NAME = "build_paper_resnet_backbone"
+    # Detectron2's default Res5ROIHeads cannot continue ResNet-18/34 (tests/test_head_check.py)
+    cfg.MODEL.ROI_HEADS.NAME = "PaperRes5ROIHeads"
     for key, value in resnets.items():
         setattr(cfg.MODEL.RESNETS, key, value)
     return cfg

@@ -1,13 +1,25 @@
-"""Parameters and multiply-adds of the paper's networks next to its Table 1.
+"""Parameters and multiply-adds of the paper's networks next to its Table 1, or of the model of
+any config, as Detectron2's tools/analyze_model.py counts them.
 
-Counts the ImageNet classifier of each shipped config (configs/ImageNet-Classification:
-ResNet-18..152 and their plain counterparts, stem + res2..res5 + global average pool + 1000-way
-fc; VGG-16, 13 convs + pool5 + fc6/fc7/fc8) with fvcore at 224x224. fvcore counts one multiply-add as one flop, the paper's unit,
-and counts trainable BatchNorm's affine too (about 0.5% of the total).
+Without --config-file: counts the ImageNet classifier of each shipped config
+(configs/ImageNet-Classification: ResNet-18..152 and their plain counterparts, stem + res2..res5
++ global average pool + 1000-way fc; VGG-16, 13 convs + pool5 + fc6/fc7/fc8) with fvcore at
+224x224. fvcore counts one multiply-add as one flop, the paper's unit, and counts trainable
+BatchNorm's affine too (about 0.5% of the total).
 
     python tools/analyze_model.py
     python tools/analyze_model.py --depths 50 --stride-in-3x3     # torchvision's placement
     python tools/analyze_model.py --json analysis.json
+
+With --config-file (trailing KEY VALUE overrides): the tasks of Detectron2's tool for the model
+of any config, `parameter` and `structure`, and for detectors `flop` and `activation` averaged
+over --num-inputs images of the config's first test set with MODEL.WEIGHTS loaded
+(resnet_backbone/analysis.py):
+
+    python tools/analyze_model.py --config-file configs/Demo/resnet18_c4_synthetic.yaml \
+        --tasks flop parameter --num-inputs 10
+    python tools/analyze_model.py --tasks parameter structure \
+        --config-file configs/PascalVOC-Detection/resnet101_c4_voc0712.yaml
 """
 import argparse
 import sys
@@ -22,7 +34,7 @@ from fvcore.nn import FlopCountAnalysis, parameter_count  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from torch import nn  # noqa: E402
 
-from resnet_backbone import paper  # noqa: E402
+from resnet_backbone import analysis, paper  # noqa: E402
 from resnet_backbone.files import write_json  # noqa: E402
 from resnet_backbone.model_zoo import get_config  # noqa: E402
 from resnet_backbone.resnet import DEPTH_TABLE  # noqa: E402
@@ -114,13 +126,79 @@ def parse_args(argv=None):
                         "1x1 (MSRA's models, which Table 1 counts)")
     parser.add_argument("--no-plain", action="store_true", help="leave out the plain nets")
     parser.add_argument("--no-vgg", action="store_true", help="leave out VGG-16")
-    parser.add_argument("--json", metavar="OUT", help="also write the rows to this JSON file")
-    return parser.parse_args(argv)
+    parser.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    parser.add_argument("--config-file", metavar="FILE",
+                        help="count the model of this config instead of Table 1's networks")
+    parser.add_argument("--tasks", nargs="+", default=["flop", "parameter"], metavar="TASK",
+                        help=f"with --config-file: what to count, any of {list(analysis.TASKS)} "
+                        "(default: flop parameter)")
+    parser.add_argument("-n", "--num-inputs", type=int, default=10,
+                        help="with --config-file: test images that flops and activations are "
+                        "averaged over (default 10)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="with --config-file: KEY VALUE config overrides")
+    args = parser.parse_args(argv)
+    # --tasks takes every word after it: the KEY VALUE overrides that follow are split off
+    tasks = list(args.tasks)
+    split = next((i for i, word in enumerate(tasks) if word not in analysis.TASKS), len(tasks))
+    args.tasks, extra = tasks[:split], tasks[split:]
+    if extra and not extra[0].isupper():
+        parser.error(f"--tasks {extra[0]!r} is not a task; use any of {list(analysis.TASKS)}")
+    if not args.tasks:
+        parser.error(f"--tasks: name one or more of {list(analysis.TASKS)}")
+    args.opts = extra + args.opts
+    if args.opts and not args.config_file:
+        parser.error(f"KEY VALUE overrides {args.opts} need --config-file")
+    return args
+
+
+def format_config_results(config_file, cfg, results):
+    """The text of `analysis.analyze_config` results, a section per task."""
+    weights = cfg.MODEL.WEIGHTS or "none (random initialisation)"
+    lines = [f"{config_file}: {cfg.MODEL.META_ARCHITECTURE}, backbone {cfg.MODEL.BACKBONE.NAME}"]
+    for task, result in results.items():
+        lines.append(f"\n== {task} ==")
+        if task == "flop":
+            lines += [
+                f"multiply-adds per image: {result['mean'] / 1e9:.3f}e9 +- "
+                f"{result['std'] / 1e9:.3f}e9 over {result['images']} image(s) of "
+                f"{cfg.DATASETS.TEST[0]} (fvcore: one multiply-add is one flop), weights {weights}",
+                "by operator (1e9): " + ", ".join(
+                    f"{op} {value / 1e9:.3f}" for op, value in result["by_operator"].items()),
+                "per module, first image:", result["table"],
+            ]
+        elif task == "activation":
+            lines += [
+                f"activations per image: {result['mean_millions']:.2f}M +- "
+                f"{result['std_millions']:.2f}M over {result['images']} image(s) of "
+                f"{cfg.DATASETS.TEST[0]}",
+                "by operator (M): " + ", ".join(
+                    f"{op} {value:.2f}" for op, value in result["by_operator_millions"].items()),
+            ]
+        elif task == "parameter":
+            lines += [f"parameters: {result['total'] / 1e6:.3f}M", result["table"]]
+        else:
+            lines.append(result)
+    return "\n".join(lines)
+
+
+def analyze_config_file(args):
+    cfg = analysis.analysis_config(args.config_file, args.opts)
+    results = analysis.analyze_config(cfg, args.tasks, num_inputs=args.num_inputs)
+    print(format_config_results(args.config_file, cfg, results))
+    if args.json:
+        numbers = {task: {k: v for k, v in result.items() if k != "table"}
+                   for task, result in results.items() if task != "structure"}
+        write_json(args.json, {"config_file": args.config_file, **numbers})
+        print(f"wrote {args.json}")
+    return results
 
 
 def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(0)
+    if args.config_file:
+        return analyze_config_file(args)
     rows = analyze(args.depths, input_size=args.input_size,
                    stride_in_1x1=not args.stride_in_3x3, plain=not args.no_plain,
                    vgg=not args.no_vgg)

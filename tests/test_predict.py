@@ -1,0 +1,148 @@
+"""tools/predict.py (Detectron2 demo.py's flags) on a run folder or a config file: files, folders
+and globs in, one picture per image out, any size, grayscale, EXIF orientation; class names
+from the run's own DATASETS.USER. Also tools/draw_detections.py on a DATASETS.USER run."""
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+import predict  # noqa: E402  (tools/predict.py)
+
+from resnet_backbone import inference  # noqa: E402
+from resnet_backbone.data import SHAPE_CLASSES, synthetic_root  # noqa: E402
+
+FRUIT = ["apple", "pear", "plum", "fig", "kiwi"]
+
+
+def write_run(run, demo_config, **dataset_keys):
+    """A run folder as train_net leaves it (config.yaml, model_final.pth), with seeded random
+    weights, whose datasets are the user dataset `dataset_keys` (DATASETS.USER.mine_val)."""
+    from detectron2.config import CfgNode, get_cfg
+    from detectron2.modeling import build_model
+
+    from resnet_backbone import add_resnet_backbone_config
+
+    cfg = add_resnet_backbone_config(get_cfg())
+    cfg.merge_from_file(str(demo_config))
+    cfg.DATASETS.USER[run.name + "_val"] = CfgNode(dataset_keys)
+    cfg.DATASETS.TRAIN = cfg.DATASETS.TEST = (run.name + "_val",)
+    torch.manual_seed(0)
+    torch.save({"model": build_model(cfg).state_dict()}, run / "model_final.pth")
+    (run / "config.yaml").write_text(cfg.dump())
+    return run
+
+
+@pytest.fixture(scope="module")
+def fruit_run(tmp_path_factory, demo_config):
+    """Classes named only in the run's DATASETS.USER (a VOC entry; its files are not needed)."""
+    run = tmp_path_factory.mktemp("fruit_run")
+    return write_run(run, demo_config, FORMAT="voc", DIRNAME="nowhere", SPLIT="val",
+                     CLASSES=FRUIT)
+
+
+def save(path, size, mode="RGB", orientation=None):
+    image = Image.new(mode, size, 128 if mode == "L" else (200, 30, 90))
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=exif)
+    return path
+
+
+def test_predicts_files_folders_and_globs_from_a_run_folder(fruit_run, tmp_path, capsys):
+    save(tmp_path / "photos" / "colour.jpg", (90, 60))
+    save(tmp_path / "photos" / "gray.png", (200, 50), mode="L")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    rotated = save(tmp_path / "rotated.jpg", (80, 40), orientation=6)  # shown 40 wide, 80 high
+    save(tmp_path / "more" / "a.jpeg", (300, 240))
+    save(tmp_path / "more" / "b.jpeg", (64, 64))
+    out = tmp_path / "out"
+    outputs = predict.main([
+        "--config-file", str(fruit_run), "--input", str(tmp_path / "photos"), str(rotated),
+        str(tmp_path / "more" / "*.jpeg"), "--output", str(out), "--confidence-threshold", "0",
+        "--opts", "MODEL.DEVICE", "cpu",
+    ])
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "colour.png", "gray.png",
+                                                     "rotated.png"]
+    sizes = {name: Image.open(out / name).size for name in ("colour.png", "gray.png",
+                                                            "rotated.png", "a.png", "b.png")}
+    assert sizes == {"colour.png": (90, 60), "gray.png": (200, 50), "rotated.png": (40, 80),
+                     "a.png": (300, 240), "b.png": (64, 64)}
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(outputs) == 5
+    assert printed[0].startswith(f"{tmp_path / 'photos' / 'colour.jpg'} -> {out / 'colour.png'}: ")
+    # untrained weights score every class about equally: all five names show up
+    assert any(name in "".join(printed) for name in FRUIT)
+    assert not any(name in "".join(printed) for name in SHAPE_CLASSES)
+
+
+def test_a_config_file_with_weights_and_a_single_output_file(fruit_run, tmp_path):
+    picture = tmp_path / "picture.png"
+    predict.main(["--config-file", str(fruit_run / "config.yaml"),
+                  "--input", str(save(tmp_path / "in.png", (50, 70))), "--output", str(picture),
+                  "--opts", "MODEL.WEIGHTS", str(fruit_run / "model_final.pth")])
+    assert Image.open(picture).size == (50, 70)
+
+
+def test_class_names_of_a_coco_user_dataset_come_from_its_json(tmp_path, demo_config,
+                                                              datasets_dir):
+    config = tmp_path / "coco_user.yaml"
+    config.write_text(f"""_BASE_: "{demo_config}"
+DATASETS:
+  USER:
+    my_coco_val: {{FORMAT: coco, IMAGE_ROOT: images,
+                  JSON: "{synthetic_root(str(datasets_dir))}/annotations/instances_val.json"}}
+  TEST: ("my_coco_val",)
+""")
+    cfg = inference.load_model_config(str(config))
+    assert inference.class_metadata(cfg).thing_classes == list(SHAPE_CLASSES)
+
+
+def test_bad_inputs_are_named(fruit_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--input .*missing.jpg: no such file"):
+        inference.expand_inputs([str(tmp_path / "missing.jpg")])
+    with pytest.raises(FileNotFoundError, match=r"--input .*\*.jpg: no image files there"):
+        inference.expand_inputs([str(tmp_path / "*.jpg")])
+    with pytest.raises(ValueError, match="would all be written to out/x.png"):
+        inference.output_paths(["a/x.jpg", "b/x.png"], "out")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
+        inference.read_bgr(str(tmp_path / "broken.jpg"))
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    (empty / "config.yaml").write_text((fruit_run / "config.yaml").read_text())
+    with pytest.raises(FileNotFoundError, match="neither model_final.pth nor last_checkpoint"):
+        inference.load_model_config(str(empty))
+    (empty / "last_checkpoint").write_text("model_0000099.pth")
+    with pytest.raises(FileNotFoundError, match="names .*model_0000099.pth, which does not exist"):
+        inference.load_model_config(str(empty))
+    cfg = inference.load_model_config(str(fruit_run / "config.yaml"), ["MODEL.WEIGHTS", ""])
+    with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty"):
+        inference.make_predictor(cfg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_config_on_a_machine_without_cuda_says_what_to_add(fruit_run):
+    cfg = inference.load_model_config(str(fruit_run), ["MODEL.DEVICE", "cuda"])
+    with pytest.raises(RuntimeError, match="MODEL.DEVICE='cuda' but no CUDA device .* "
+                                           "--opts MODEL.DEVICE cpu"):
+        inference.make_predictor(cfg)
+
+
+@pytest.mark.slow
+def test_draw_detections_of_a_user_dataset_run(tmp_path, demo_config, train_net, datasets_dir):
+    """It used to stop with "Dataset '...' is not registered" for DATASETS.USER runs."""
+    run = tmp_path / "coco_run"
+    run.mkdir()
+    root = synthetic_root(str(datasets_dir))
+    write_run(run, demo_config, FORMAT="coco", IMAGE_ROOT=root + "/images",
+              JSON=root + "/annotations/instances_val.json")
+    completed = train_net(str(run), "--num-images", "1", "--output-dir", str(tmp_path / "pics"),
+                          config=None, script=REPO / "tools" / "draw_detections.py")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert len(list((tmp_path / "pics").glob("*.png"))) == 1

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Detections of a trained detector drawn on your images, with the flags of Detectron2's
+demo/demo.py:
+
+    python tools/predict.py --config-file output/r101_voc0712 --input photos/ --output predicted/
+    python tools/predict.py --config-file configs/PascalVOC-Detection/resnet101_c4_voc0712.yaml \
+        --input "photos/*.jpg" street.png --output predicted/ --confidence-threshold 0.7 \
+        --opts MODEL.WEIGHTS output/r101_voc0712/model_final.pth MODEL.DEVICE cpu
+
+`--config-file` is a config file or the OUTPUT_DIR of a training run (its config.yaml, and its
+model_final.pth or last checkpoint); class names come from the config's datasets, its
+DATASETS.USER included. `--input` takes files, folders and glob patterns; each image (any size,
+grayscale or colour, EXIF orientation applied) gives one picture, <name>.png in the `--output`
+folder, or the `--output` file itself for a single input.
+"""
+import argparse
+import collections
+import os
+import sys
+
+from resnet_backbone import inference
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE_OR_RUN",
+                        help="a config file, or the OUTPUT_DIR of a tools/train_net.py run")
+    parser.add_argument("--input", nargs="+", required=True,
+                        help="image files, folders or glob patterns (quote them)")
+    parser.add_argument("--output", required=True,
+                        help="folder for the pictures (a file name for a single input)")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5,
+                        help="draw detections scoring at least this (default 0.5)")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE config overrides, e.g. MODEL.DEVICE cpu")
+    return parser.parse_args(argv)
+
+
+def describe(instances, class_names):
+    counts = collections.Counter(
+        class_names[c] if class_names else str(c) for c in instances.pred_classes.tolist())
+    listed = ", ".join(f"{name} {count}" for name, count in counts.most_common())
+    return f"{len(instances)} detections" + (f" ({listed})" if listed else "")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = inference.load_model_config(args.config_file, args.opts)
+    outputs = inference.output_paths(inference.expand_inputs(args.input), args.output)
+    predictor = inference.make_predictor(cfg)
+    metadata = inference.class_metadata(cfg)
+    for path, picture in outputs.items():
+        bgr = inference.read_bgr(path)
+        instances = inference.predictions(predictor, bgr, args.confidence_threshold)
+        rgb = inference.draw(bgr[:, :, ::-1], metadata,
+                             lambda v: v.draw_instance_predictions(instances))
+        os.makedirs(os.path.dirname(picture) or ".", exist_ok=True)
+        inference.write_png(picture, rgb)
+        print(f"{path} -> {picture}: {describe(instances, metadata.get('thing_classes'))}")
+    return outputs
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
