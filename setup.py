@@ -16,7 +16,8 @@ setup(
     package_dir={"resnet_backbone.configs": "configs"},
     package_data={"resnet_backbone.configs": ["*.yaml", "*/*.yaml"]},
     python_requires=">=3.8",
-    install_requires=["torch>=1.10", "torchvision", "fvcore>=0.1.5.post20221221", "pycocotools"],
+    install_requires=["torch>=1.10", "torchvision", "fvcore>=0.1.5.post20221221", "pycocotools",
+                      "safetensors>=0.4"],
     # Detectron2 has no plugin discovery of its own; this entry point lets tools find the
     # package (importlib.metadata.entry_points(group="detectron2.backbones")) and import it,
     # which registers every builder below into Detectron2's registries.

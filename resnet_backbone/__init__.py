@@ -1,12 +1,14 @@
 """He et al. 2015 residual and plain networks (and the VGG-16 baseline) for Detectron2.
 
-Importing the package registers its builders: backbones `build_paper_resnet_backbone`,
+Importing the package registers the detection parts: backbones `build_paper_resnet_backbone`,
 `build_paper_resnet_fpn_backbone`, `build_vgg16_backbone`, `build_vgg16_fpn_backbone`; RoI heads
-`PaperRes5ROIHeads`; box head `VGG16BoxHead`; the `imagenet://` weights handler; the datasets;
-the classifiers of `classification` (meta-architecture `ImageClassifier`, backbone
-`build_cifar_resnet_backbone`). `model_zoo` finds the shipped configs by name.
+`PaperRes5ROIHeads`; box head `VGG16BoxHead`; the `imagenet://` weights handler; the detection
+datasets. `model_zoo` finds the shipped configs by name. The classification half
+(`resnet_backbone.classification`: meta-architecture `ImageClassifier`, backbone
+`build_cifar_resnet_backbone`, the ImageNet/CIFAR-10 datasets, `add_classification_config`)
+registers itself when imported; it imports this core, never the reverse.
 """
-from . import classification, data, fc_box_head, fpn, imagenet, model_zoo, roi_heads  # noqa: F401
+from . import data, fc_box_head, fpn, imagenet, model_zoo, roi_heads  # noqa: F401
 from .config import add_resnet_backbone_config
 from .resnet import DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet
 from .roi_heads import PaperRes5ROIHeads, make_res5_head

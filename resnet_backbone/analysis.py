@@ -13,11 +13,11 @@ from collections import Counter
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
 from fvcore.nn import flop_count_table, parameter_count
 
+from .checkpoint import ResNetBackboneCheckpointer
 from .launch import load_config
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def analysed_model(cfg, *, load_weights):
     """The model of `cfg` in eval mode, with MODEL.WEIGHTS loaded if asked (and set)."""
     model = build_model(cfg).eval()
     if load_weights and cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        ResNetBackboneCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)  # data only
     return model
 
 

@@ -7,8 +7,6 @@ does not (shortcut options, plain nets, VGG-16) lives under `MODEL.RESNET_BACKBO
 """
 from detectron2.config import CfgNode as CN
 
-from .classification.config import add_classification_config
-
 
 def add_resnet_backbone_config(cfg):
     """Add this package's keys (with their defaults) to `cfg` in place; safe to call twice."""
@@ -102,4 +100,4 @@ def add_resnet_backbone_config(cfg):
     # torch.compile (dynamic shapes) of the backbone and the res5 head; the first iterations
     # pay the compilation.
     cfg.MODEL.FAST_PATH.COMPILE = False
-    return add_classification_config(cfg)
+    return cfg

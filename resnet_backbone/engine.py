@@ -29,6 +29,7 @@ from detectron2.utils.logger import setup_logger
 from fvcore.nn.precise_bn import get_bn_modules
 
 from .checkpoint import ResNetBackboneCheckpointer
+from .config import add_resnet_backbone_config
 from .data.evaluation import build_evaluator
 from .data.stream import ResumableTrainLoader, build_resumable_train_loader, training_seed
 from .distributed import create_ddp_model
@@ -121,6 +122,9 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
 class Trainer(DefaultTrainer):
     """DefaultTrainer with atomic checkpoints, a resumable data stream, per-iteration seeding,
     the evaluator chosen by dataset, and recovery from a divergence (see the module docstring)."""
+
+    # The config keys of the runs this trainer takes (tools load configs with it).
+    add_config = staticmethod(add_resnet_backbone_config)
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__'s steps, with this package's DDP wrapping (a CPU model under

@@ -20,7 +20,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image, UnidentifiedImageError
 
-from .checkpoint import check_weights_match_config
+from .checkpoint import ResNetBackboneCheckpointer, check_weights_match_config
 from .files import atomic_write
 from .launch import load_config
 
@@ -72,7 +72,12 @@ def make_predictor(cfg):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but no CUDA device is available; "
                            "add --opts MODEL.DEVICE cpu")
-    return DefaultPredictor(cfg)
+    weights, cfg = cfg.MODEL.WEIGHTS, cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""  # Detectron2's reader would unpickle it: this package's reads data only
+    predictor = DefaultPredictor(cfg)
+    ResNetBackboneCheckpointer(predictor.model, cfg=cfg).load(weights)
+    return predictor
 
 
 def _json_class_names(json_file):

@@ -28,8 +28,10 @@ from .preemption import EXIT_INTERRUPTED
 PACKAGE_LOGGER = "resnet_backbone"
 
 
-def load_config(args):
-    cfg = add_resnet_backbone_config(get_cfg())
+def load_config(args, add_config=add_resnet_backbone_config):
+    """The config of `args` (--config-file, trailing overrides) with the keys `add_config`
+    adds (a trainer's `add_config`), frozen, its DATASETS.USER registered."""
+    cfg = add_config(get_cfg())
     cfg.merge_from_file(args.config_file)
     try:
         cfg.merge_from_list(args.opts)
@@ -87,7 +89,7 @@ def check_startup(trainer_class, cfg, args, world_size, *, validate_data=True):
 def setup(args, trainer_class, startup_log=None):
     """The checked config of this process, with OUTPUT_DIR and its log file set up.
     `startup_log`: what the checks logged when they ran before (in the spawning process)."""
-    cfg = load_config(args)
+    cfg = load_config(args, trainer_class.add_config)
     if startup_log is None:
         startup_log = check_startup(trainer_class, cfg, args, comm.get_world_size())
     else:  # the data were checked before the processes were spawned
@@ -107,7 +109,8 @@ def run(main, args, trainer_class):
     try:
         startup_log = None
         if world_size > 1 and not distributed.under_torchrun():
-            startup_log = check_startup(trainer_class, load_config(args), args, world_size)
+            startup_log = check_startup(trainer_class, load_config(args, trainer_class.add_config),
+                                        args, world_size)
         distributed.run(functools.partial(main, startup_log=startup_log), args,
                         passed_on=(TrainingInterrupted,))
     except TrainingInterrupted as e:

@@ -6,9 +6,13 @@ editable install or a checkout has no such copy and reads configs/ beside the pa
 """
 from pathlib import Path
 
-from detectron2.config import get_cfg
+from detectron2.config import CfgNode, get_cfg
 
 from .config import add_resnet_backbone_config
+
+# MODEL.META_ARCHITECTURE -> the function adding the keys of its configs, for those that are
+# not detectors; `resnet_backbone.classification` adds "ImageClassifier" when imported.
+CONFIG_KEYS = {}
 
 
 def config_root():
@@ -36,8 +40,22 @@ def get_config_file(config_path):
 
 def get_config(config_path):
     """A shipped config merged, `_BASE_` files included, into Detectron2's defaults plus this
-    package's keys."""
-    cfg = get_cfg()
-    add_resnet_backbone_config(cfg)  # with the classification keys
-    cfg.merge_from_file(get_config_file(config_path))
-    return cfg
+    package's keys: those `CONFIG_KEYS` names for its MODEL.META_ARCHITECTURE (the
+    classifiers' once `resnet_backbone.classification` is imported), else the detection keys,
+    else (a base file that names no META_ARCHITECTURE) the first registered set that takes it."""
+    path = get_config_file(config_path)
+    model = CfgNode.load_yaml_with_base(path, allow_unsafe=True).get("MODEL") or {}
+    meta_architecture = model.get("META_ARCHITECTURE")
+    if meta_architecture in CONFIG_KEYS:
+        candidates = [CONFIG_KEYS[meta_architecture]]
+    else:
+        candidates = [add_resnet_backbone_config, *CONFIG_KEYS.values()]
+    for add_config in candidates:
+        cfg = add_config(get_cfg())
+        try:
+            cfg.merge_from_file(path)
+            return cfg
+        except KeyError as error:
+            unknown = error
+    raise KeyError(f"{config_path}: {unknown}; configs of the classifiers need "
+                   "`import resnet_backbone.classification` first (it adds their keys)") from None

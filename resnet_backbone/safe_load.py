@@ -64,7 +64,9 @@ class _DataOnlyUnpickler(pickle.Unpickler):
         raise UnsafeCheckpointError(self.path, f"{module}.{name}")
 
 
-def _read_pkl(path):
+def read_pickle(path):
+    """A pickle of data (numpy arrays, containers: Caffe2 weights, CIFAR-10's python batches)
+    read without letting it build anything else (UnsafeCheckpointError)."""
     with open(path, "rb") as f:
         return _DataOnlyUnpickler(f, path).load()
 
@@ -123,7 +125,7 @@ def read_checkpoint(path):
         raise FileNotFoundError(f"file {path} does not exist")
     try:
         if path.endswith(".pkl"):
-            return _read_pkl(path)
+            return read_pickle(path)
         if path.endswith(SAFETENSORS_EXTENSION):
             return _read_safetensors(path)
         return _read_torch(path)

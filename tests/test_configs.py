@@ -9,6 +9,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 
+import resnet_backbone.classification  # noqa: F401 (the classifiers' configs need their keys)
 from resnet_backbone import model_zoo
 
 LEAVES = [name for name in model_zoo.list_configs() if not Path(name).name.startswith("Base-")]

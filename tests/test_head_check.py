@@ -6,6 +6,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
+import resnet_backbone.classification  # noqa: F401 (the classifiers' configs need their keys)
 from resnet_backbone import add_resnet_backbone_config, model_zoo
 
 

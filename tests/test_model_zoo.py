@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 LOAD_EVERY_CONFIG = """
 import json, resnet_backbone
+import resnet_backbone.classification  # the classifiers' configs need their keys
 from resnet_backbone import model_zoo
 names = model_zoo.list_configs()
 for name in names:

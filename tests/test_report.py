@@ -188,6 +188,7 @@ def test_every_paper_classification_row_has_a_shipped_config_the_report_places_t
     """Tables 2, 3, 4 and 6: for each network of each row a config under
     ImageNet-Classification/ or CIFAR-10/ that tests on the row's set with its test views and
     that `classifier_of` names as the paper does."""
+    import resnet_backbone.classification  # noqa: F401 (the classifiers' configs need their keys)
     from resnet_backbone import model_zoo
 
     placed = set()

@@ -34,6 +34,7 @@ from fvcore.nn import FlopCountAnalysis, parameter_count  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from torch import nn  # noqa: E402
 
+import resnet_backbone.classification  # noqa: E402,F401 (Table 1 builds ImageClassifiers)
 from resnet_backbone import analysis, paper  # noqa: E402
 from resnet_backbone.files import write_json  # noqa: E402
 from resnet_backbone.model_zoo import get_config  # noqa: E402

@@ -2,9 +2,13 @@
 `add_classification_config`; a classification config is otherwise a Detectron2 config."""
 from detectron2.config import CfgNode as CN
 
+from ..config import add_resnet_backbone_config
+
 
 def add_classification_config(cfg):
-    """Add the classification keys (with their defaults) to `cfg` in place; safe to call twice."""
+    """Add the package's keys and the classification keys (with their defaults) to `cfg` in
+    place; safe to call twice."""
+    add_resnet_backbone_config(cfg)
     if "CLASSIFIER" in cfg.MODEL:
         return cfg
     cfg.MODEL.CLASSIFIER = CN()

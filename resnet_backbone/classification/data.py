@@ -4,7 +4,6 @@ registered at import (`imagenet_{train,val}`: ImageFolder trees under `imagenet/
 `cifar-10-batches-py/`), and the mapper making training crops or test images.
 """
 import os
-import pickle
 
 import numpy as np
 import torch
@@ -16,8 +15,10 @@ from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from ..data.custom import UserFormat, add_user_format, user_path
 from ..data.datasets import register_dataset
 from ..data.layout import datasets_root
+from ..safe_load import read_pickle
 from .views import resize_shorter_side
 
 EVALUATOR_TYPE = "classification"
@@ -48,6 +49,15 @@ def register_image_folder(name, root):
                      evaluator_type=EVALUATOR_TYPE, image_root=root, **classes)
 
 
+def _register_image_folder_entry(name, entry):
+    register_image_folder(name, user_path(entry.ROOT))
+
+
+# DATASETS.USER: {FORMAT: "imagefolder", ROOT: ...}; its classes are the classifier's to check.
+add_user_format("imagefolder", UserFormat({"ROOT"}, set(), _register_image_folder_entry,
+                                          detection=False))
+
+
 def load_cifar_batches(directory, files):
     """Dicts holding the images themselves (HxWx3 RGB uint8) from batches in CIFAR-10's python
     format (a pickled {"data": N x 3072 planar RGB rows, "labels"}) under `directory`;
@@ -60,8 +70,7 @@ def load_cifar_batches(directory, files):
         )
     records = []
     for name in files:
-        with open(os.path.join(directory, name), "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
+        batch = read_pickle(os.path.join(directory, name))
         images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         for image, label in zip(images.transpose(0, 2, 3, 1), batch["labels"]):
             index = len(records)

@@ -14,6 +14,7 @@ from ..data.datasets import register_dataset
 from ..data.layout import SHAPE_CLASSES, datasets_root
 from ..data.shapes import SyntheticParams, render_sample
 from ..files import atomic_write
+from ..safe_load import read_pickle
 from .data import EVALUATOR_TYPE, load_cifar_batches
 
 DIRNAME = "synthetic_shapes_cls"
@@ -61,10 +62,8 @@ def ensure_batch(directory, split, params=SOURCE):
     """Write directory/<split>_batch unless it holds this split made with `params`; its name."""
     name = f"{split}_batch"
     path = os.path.join(directory, name)
-    if os.path.isfile(path):
-        with open(path, "rb") as f:
-            if pickle.load(f).get("batch_label") == batch_label(split, params):
-                return name
+    if os.path.isfile(path) and read_pickle(path).get("batch_label") == batch_label(split, params):
+        return name
     os.makedirs(directory, exist_ok=True)
     batch = render_batch(split, params)
     atomic_write(path, lambda f: pickle.dump(batch, f, protocol=PICKLE_PROTOCOL))

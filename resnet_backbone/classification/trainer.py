@@ -16,6 +16,7 @@ from ..data.stream import build_resumable_train_loader
 from ..engine import Trainer
 from ..preemption import ShieldedLoader
 from ..startup import check_evaluators, check_run_settings
+from .config import add_classification_config
 from .data import EVALUATOR_TYPE, ClassificationMapper
 from .evaluation import ClassificationEvaluator
 from .export import EXPORTED_NAME, export_classifier, exported_arch
@@ -48,6 +49,7 @@ def check_classification_data(cfg, names):
 
 
 class ClassificationTrainer(Trainer):
+    add_config = staticmethod(add_classification_config)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -1,18 +1,56 @@
-"""Your own datasets, declared under `DATASETS.USER` (voc, coco or imagefolder entries; the
-README shows the YAML) and registered in every process. Relative paths are under
-$DETECTRON2_DATASETS; VOC07_METRIC: True gives a VOC entry the 11-point AP.
+"""Your own datasets, declared under `DATASETS.USER` (voc and coco entries; imagefolder too once
+the classification half is imported; the README shows the YAML) and registered in every
+process. Relative paths are under $DETECTRON2_DATASETS; VOC07_METRIC: True gives a VOC entry
+the 11-point AP.
 """
 import json
 import os
+from typing import Callable, NamedTuple, Set
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .datasets import register_coco, register_voc
 from .layout import datasets_root
 
-# FORMAT -> (required keys, optional keys) of an entry.
-FORMATS = {"voc": ({"DIRNAME", "SPLIT", "CLASSES"}, {"VOC07_METRIC"}),
-           "coco": ({"JSON", "IMAGE_ROOT"}, set()), "imagefolder": ({"ROOT"}, set())}
+
+def user_path(path):
+    """A DATASETS.USER path: relative ones are under $DETECTRON2_DATASETS."""
+    return os.path.join(datasets_root(), path)  # an absolute path is kept as it is
+
+
+class UserFormat(NamedTuple):
+    """What a DATASETS.USER entry of one FORMAT holds and how it is registered."""
+
+    required: Set[str]
+    optional: Set[str]
+    register: Callable  # register(name, entry)
+    detection: bool  # a detection set: its classes must match MODEL.ROI_HEADS.NUM_CLASSES
+
+
+def _register_voc_entry(name, entry):
+    register_voc(name, user_path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
+                 year=2007 if entry.get("VOC07_METRIC", False) else 2012)
+
+
+def _register_coco_entry(name, entry):
+    register_coco(name, user_path(entry.JSON), user_path(entry.IMAGE_ROOT))
+
+
+FORMATS = {
+    "voc": UserFormat({"DIRNAME", "SPLIT", "CLASSES"}, {"VOC07_METRIC"}, _register_voc_entry,
+                      detection=True),
+    "coco": UserFormat({"JSON", "IMAGE_ROOT"}, set(), _register_coco_entry, detection=True),
+}
+# Formats that other parts of the package add (see `add_user_format`), named in errors when
+# they are used without those parts.
+_ADDED_BY = {"imagefolder": "the classification half (tools/pretrain_net.py, "
+                            "resnet_backbone.classification)"}
+
+
+def add_user_format(kind, user_format):
+    """Let DATASETS.USER entries take FORMAT `kind` (the classification half adds
+    "imagefolder")."""
+    FORMATS[kind] = user_format
 
 _USER_NAMES = set()  # names this module registered
 
@@ -23,8 +61,10 @@ def _check_entry(name, entry):
         raise ValueError(f"{where} must be a mapping of FORMAT, paths and CLASSES, not {entry!r}")
     kind = str(entry.get("FORMAT", "")).lower()
     if kind not in FORMATS:
-        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of {sorted(FORMATS)}")
-    required, optional = FORMATS[kind]
+        needs = f" ({kind} sets are read by {_ADDED_BY[kind]})" if kind in _ADDED_BY else ""
+        raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of "
+                         f"{sorted(FORMATS)}{needs}")
+    required, optional = FORMATS[kind].required, FORMATS[kind].optional
     known = {"FORMAT"} | required | optional
     unknown, missing = set(entry) - known, required - set(entry)
     if unknown or missing:
@@ -37,10 +77,6 @@ def _check_entry(name, entry):
     return kind
 
 
-def _path(path):
-    return os.path.join(datasets_root(), path)  # an absolute path is kept as it is
-
-
 def register_user_datasets(cfg):
     """Register every `cfg.DATASETS.USER` entry into Detectron2's catalogs (idempotent)."""
     for name, entry in cfg.DATASETS.USER.items():
@@ -48,15 +84,7 @@ def register_user_datasets(cfg):
         if name in DatasetCatalog and name not in _USER_NAMES:
             raise ValueError(f"DATASETS.USER.{name}: the name {name!r} is already registered "
                              "(a builtin or project dataset); give your dataset another name")
-        if kind == "voc":
-            register_voc(name, _path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
-                         year=2007 if entry.get("VOC07_METRIC", False) else 2012)
-        elif kind == "imagefolder":
-            from ..classification.data import register_image_folder
-
-            register_image_folder(name, _path(entry.ROOT))
-        else:
-            register_coco(name, _path(entry.JSON), _path(entry.IMAGE_ROOT))
+        FORMATS[kind].register(name, entry)
         _USER_NAMES.add(name)
 
 
@@ -65,7 +93,7 @@ def check_user_datasets(cfg):
     used = set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST)
     for name, entry in cfg.DATASETS.USER.items():
         kind = entry.FORMAT.lower()
-        if name not in used or kind == "imagefolder":  # classes: the classifier's own check
+        if name not in used or not FORMATS[kind].detection:  # e.g. the classifier's own check
             continue
         if kind == "voc":
             classes, source = entry.CLASSES, f"DATASETS.USER.{name}.CLASSES"

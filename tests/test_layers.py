@@ -1,0 +1,49 @@
+"""The package's layering: the detection core does not import the classification half (which
+imports the core), and no module of the package hides an import of another inside a function."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "resnet_backbone"
+
+
+def _package_imports(path):
+    """(module imported, inside a function?) for each import of a resnet_backbone module."""
+    found = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.ImportFrom) and (child.level or (child.module or "")
+                                                       .startswith("resnet_backbone")):
+                found.append(("." * child.level + (child.module or ""), inside))
+            elif isinstance(child, ast.Import):
+                found.extend((a.name, inside) for a in child.names
+                             if a.name.startswith("resnet_backbone"))
+            visit(child, inside)
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+def test_core_modules_never_import_the_classification_half_nor_inside_functions():
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        for module, in_function in _package_imports(path):
+            assert not in_function, f"{relative} imports {module} inside a function"
+            if relative.parts[0] != "classification":
+                assert "classification" not in module, f"{relative} imports {module}"
+
+
+def test_importing_the_package_registers_no_classifier_and_detection_configs_lack_its_keys():
+    script = ("import sys, resnet_backbone\n"
+              "from resnet_backbone import model_zoo\n"
+              "from detectron2.modeling import META_ARCH_REGISTRY\n"
+              "cfg = model_zoo.get_config('Demo/resnet18_c4_synthetic.yaml')\n"
+              "print(sorted(m for m in sys.modules if 'classification' in m),\n"
+              "      'ImageClassifier' in META_ARCH_REGISTRY, 'CLASSIFIER' in cfg.MODEL,\n"
+              "      'CLS' in cfg.INPUT)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == "[] False False False"
