@@ -9,11 +9,12 @@ setup(
     name="resnet_backbone",
     version="0.1.0",
     description="ResNet-18..152, plain nets and VGG-16 as Detectron2 backbones (He et al. 2015)",
-    # configs/ stays the one copy of the YAMLs; wheels ship it as resnet_backbone/configs
-    # (resnet_backbone.model_zoo finds either).
+    # configs/ and tools/ stay the one copy of the YAMLs and the command-line tools; wheels ship
+    # them as resnet_backbone/configs (resnet_backbone.model_zoo finds either) and
+    # resnet_backbone/tools (`python -m resnet_backbone.tools.train_net ...` for pip users).
     packages=find_packages(include=("resnet_backbone", "resnet_backbone.*"))
-    + ["resnet_backbone.configs"],
-    package_dir={"resnet_backbone.configs": "configs"},
+    + ["resnet_backbone.configs", "resnet_backbone.tools"],
+    package_dir={"resnet_backbone.configs": "configs", "resnet_backbone.tools": "tools"},
     package_data={"resnet_backbone.configs": ["*.yaml", "*/*.yaml"]},
     python_requires=">=3.8",
     install_requires=["torch>=1.10", "torchvision", "fvcore>=0.1.5.post20221221", "pycocotools",

@@ -12,14 +12,15 @@ way (`--config-file`, `--num-gpus`, `--num-machines`, `--machine-rank`, `--dist-
 """
 import functools
 import logging
+import os
 from contextlib import contextmanager
 
-from detectron2.config import get_cfg
+from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from . import distributed
+from . import distributed, model_zoo
 from .config import add_resnet_backbone_config
 from .data.custom import register_user_datasets
 from .hooks import TrainingInterrupted
@@ -29,10 +30,23 @@ PACKAGE_LOGGER = "resnet_backbone"
 
 
 def load_config(args, add_config=add_resnet_backbone_config):
-    """The config of `args` (--config-file, trailing overrides) with the keys `add_config`
-    adds (a trainer's `add_config`), frozen, its DATASETS.USER registered."""
+    """The config of `args` (--config-file: a file, or the name of a shipped config such as
+    "PascalVOC-Detection/resnet101_c4_voc0712.yaml"; trailing overrides) with the keys
+    `add_config` adds (a trainer's `add_config`), frozen, its DATASETS.USER registered."""
     cfg = add_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
+    config_file = args.config_file
+    if not os.path.isfile(config_file) and config_file in model_zoo.list_configs():
+        config_file = model_zoo.get_config_file(config_file)
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError:
+        model = CfgNode.load_yaml_with_base(config_file, allow_unsafe=True).get("MODEL") or {}
+        if model.get("META_ARCHITECTURE") == "ImageClassifier":
+            raise ValueError(
+                f"{args.config_file} is a classification config (MODEL.META_ARCHITECTURE "
+                "ImageClassifier): train and evaluate it with tools/pretrain_net.py "
+                "(tools/train_net.py trains detectors)") from None
+        raise
     try:
         cfg.merge_from_list(args.opts)
     except AssertionError as e:  # yacs asserts on unknown keys given on the command line
@@ -76,13 +90,13 @@ def _replay(lines):
 
 def check_startup(trainer_class, cfg, args, world_size, *, validate_data=True):
     """The trainer's start-up checks; returns what they logged (lines for `setup`)."""
-    with _holding_package_logs() as lines:
-        try:
+    try:
+        with _holding_package_logs() as lines:
             trainer_class.check_startup(cfg, world_size=world_size, resume=args.resume,
                                         eval_only=args.eval_only, validate_data=validate_data)
-        except Exception:
-            _replay(lines)  # what was found before the error, on the console
-            raise
+    except Exception:
+        _replay(lines)  # what was found before the error, on the console
+        raise
     return lines
 
 

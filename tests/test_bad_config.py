@@ -95,7 +95,8 @@ def test_classification_config_points_to_pretrain_net(refused):
     from conftest import REPO
 
     stderr = refused(config=REPO / "configs" / "Demo-Classification" / "resnet20.yaml")
-    assert "this is a classification config" in stderr and "tools/pretrain_net.py" in stderr
+    assert "resnet20.yaml is a classification config" in stderr
+    assert "tools/pretrain_net.py" in stderr
 
 
 def test_own_checkpoint_of_another_network_is_refused_naming_both(refused, tmp_path):

@@ -2,6 +2,7 @@
 copy of the source tree, installed into a fresh venv that sees this environment's torch and
 detectron2, loads every shipped config by name from outside the source tree."""
 import json
+import os
 import shutil
 import site
 import subprocess
@@ -51,7 +52,7 @@ def fresh_venv_seeing_this_environment(path):
 @pytest.mark.parametrize("mode", ["wheel", "editable"])
 def test_installed_package_loads_every_shipped_config(tmp_path, mode):
     source = tmp_path / "source"
-    for part in ("resnet_backbone", "configs"):
+    for part in ("resnet_backbone", "configs", "tools"):
         shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "setup.py", source)
     python = fresh_venv_seeing_this_environment(tmp_path / "venv")
@@ -73,3 +74,53 @@ def test_installed_package_loads_every_shipped_config(tmp_path, mode):
     assert Path(result["package"]).is_relative_to(installed)
     assert Path(result["file"]).is_relative_to(installed) and Path(result["file"]).is_file()
     assert result["names"] == model_zoo.list_configs()
+
+
+def installed_wheel(tmp_path):
+    """The python of a fresh venv with a wheel of a copy of the source tree (configs and tools
+    included) installed; the copy is gone afterwards."""
+    source = tmp_path / "source"
+    for part in ("resnet_backbone", "configs", "tools"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "setup.py", source)
+    python = fresh_venv_seeing_this_environment(tmp_path / "venv")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+        "-w", tmp_path / "dist", source, cwd=tmp_path)
+    run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+        "--no-build-isolation", *(tmp_path / "dist").glob("resnet_backbone-*.whl"), cwd=tmp_path)
+    shutil.rmtree(source)
+    return python
+
+
+@pytest.mark.install
+@pytest.mark.slow
+def test_a_pip_user_converts_trains_predicts_and_exports_with_the_shipped_tools(
+        tmp_path, datasets_dir, tiny):
+    """`python -m resnet_backbone.tools.<tool>` from a wheel, outside any source tree, with
+    configs named as model_zoo names them."""
+    import torch
+    import torchvision
+
+    python = installed_wheel(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    env = dict(os.environ, DETECTRON2_DATASETS=str(datasets_dir), OMP_NUM_THREADS="1")
+
+    def tool(name, *args):
+        result = subprocess.run([python, "-m", f"resnet_backbone.tools.{name}", *map(str, args)],
+                                cwd=outside, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+        return result.stdout
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), outside / "resnet18-f37072fd.pth")
+    printed = tool("convert_pretrained", "resnet18-f37072fd.pth", "--output", "r18.safetensors")
+    assert "architecture: resnet18" in printed and (outside / "r18.safetensors").is_file()
+
+    tool("train_net", "--config-file", "Demo/resnet18_c4_synthetic.yaml", *tiny,
+         "OUTPUT_DIR", "run")
+    assert (outside / "run" / "model_final.pth").is_file()
+
+    image = next((datasets_dir / "synthetic_shapes" / "images").glob("val_*.jpg"))
+    tool("predict", "--config-file", "run", "--input", image, "--output", "pictures")
+    assert len(list((outside / "pictures").glob("*.png"))) == 1
