@@ -270,6 +270,29 @@ def test_export_model_writes_a_checked_file(fmt, method, sample_image, tmp_path,
     assert f"{fmt} ({method}) vs eager on a 96x120 image" in capsys.readouterr().out
 
 
+def test_export_model_loads_the_weights_and_traces_on_the_first_test_image(train_net, tmp_path):
+    """In a subprocess on the synthetic data: without --sample-image the first image of
+    DATASETS.TEST[0] is used; the file holds the weights of MODEL.WEIGHTS."""
+    name, overrides = DESIGNS["C4"]
+    cfg = small_config(name, overrides)
+    torch.manual_seed(1)
+    model = build_model(cfg)
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    output = tmp_path / "exported"
+    run = train_net("--output", str(output), *SMALL, *overrides, "MODEL.WEIGHTS", str(weights),
+                    config=model_zoo.get_config_file(name),
+                    script=ROOT / "tools" / "export_model.py")
+    assert run.returncode == 0, run.stderr
+    info = json.loads((output / "export.json").read_text())
+    assert Path(info["sample_image"]).name == "val_000000.jpg"
+    image = export_model.read_sample_image(cfg, info["sample_image"])
+    expected = eager(prepare_for_export(model), image)
+    assert len(expected[0]) > 0
+    compare_detections(expected, tuple(torch.jit.load(str(output / "model.ts"))(image)),
+                       **TORCHSCRIPT_TOLERANCE)
+
+
 def test_export_model_takes_detectron2_style_opts(sample_image, tmp_path):
     name, overrides = DESIGNS["C4"]
     export_model.main([

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Export a trained detector for deployment, with the flags of Detectron2's
-tools/deploy/export_model.py:
+"""Export a trained detector as TorchScript or ONNX, checked against the eager model.
+
+The flags are those of Detectron2's tools/deploy/export_model.py:
 
     python tools/export_model.py --config-file configs/PascalVOC-Detection/vgg16_voc0712.yaml \
         --format onnx --export-method tracing --output exported/vgg16 \
