@@ -270,6 +270,21 @@ def test_export_model_writes_a_checked_file(fmt, method, sample_image, tmp_path,
     assert f"{fmt} ({method}) vs eager on a 96x120 image" in capsys.readouterr().out
 
 
+def test_a_failed_check_leaves_no_export_json(sample_image, tmp_path, monkeypatch):
+    """export.json vouches for the file: not even the one of an earlier export may remain."""
+    (tmp_path / "export.json").write_text("{}")
+
+    def mismatch(*args, **kwargs):
+        raise ExportMismatchError("boxes differ")
+
+    monkeypatch.setattr(export_model, "compare_detections", mismatch)
+    name, overrides = DESIGNS["C4"]
+    with pytest.raises(SystemExit, match="the exported file is at .*model.ts, export.json was not"):
+        export_model.main(["--config-file", model_zoo.get_config_file(name), "--output",
+                           str(tmp_path), "--sample-image", str(sample_image), *SMALL, *overrides])
+    assert (tmp_path / "model.ts").exists() and not (tmp_path / "export.json").exists()
+
+
 def test_export_model_loads_the_weights_and_traces_on_the_first_test_image(train_net, tmp_path):
     """In a subprocess on the synthetic data: without --sample-image the first image of
     DATASETS.TEST[0] is used; the file holds the weights of MODEL.WEIGHTS."""
@@ -329,6 +344,16 @@ def test_bad_input_names_the_flag_or_key(args, expected, capsys, tmp_path):
     config = model_zoo.get_config_file(DESIGNS["C4"][0])
     message = run_failing(capsys, "--config-file", config, "--output", str(tmp_path), *args)
     assert expected in message
+
+
+def test_missing_config_and_an_output_that_is_a_file_are_named(capsys, tmp_path):
+    message = run_failing(capsys, "--config-file", "missing.yaml", "--output", str(tmp_path))
+    assert "--config-file missing.yaml: no such file" in message
+    output = tmp_path / "model.ts"
+    output.write_text("")
+    config = model_zoo.get_config_file(DESIGNS["C4"][0])
+    message = run_failing(capsys, "--config-file", config, "--output", str(output))
+    assert f"--output {output} is a file, not a folder" in message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without CUDA")

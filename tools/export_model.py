@@ -63,6 +63,7 @@ from resnet_backbone.launch import load_config  # noqa: E402
 logger = logging.getLogger("resnet_backbone.export")
 
 FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+RECORD = "export.json"
 CHECK_SCALES = (1.0, 0.75)  # the sample image, and a second input size
 
 
@@ -83,6 +84,10 @@ def parse_args(argv=None):
     args.opts = list(args.opts) + list(args.more_opts)
     if args.export_method == "scripting" and args.format == "onnx":
         parser.error(ONNX_FROM_SCRIPT)
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file}: no such file")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a file, not a folder")
     return args
 
 
@@ -101,6 +106,13 @@ def load_detector(cfg):
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
     return prepare_for_export(model)
+
+
+def remove_old_record(output):
+    """export.json vouches for a checked file: a new export removes a previous one first."""
+    record = os.path.join(output, RECORD)
+    if os.path.exists(record):
+        os.remove(record)
 
 
 def export(detector, image, args):
@@ -144,15 +156,16 @@ def main(argv=None):
         image = read_sample_image(cfg, sample)
         detector = load_detector(cfg)
         os.makedirs(args.output, exist_ok=True)
+        remove_old_record(args.output)
         path, run_exported = export(detector, image, args)
         what = f"{args.format} ({args.export_method})"
         checks = check(detector, run_exported, image, what)
     except ExportMismatchError as error:
         sys.exit(f"export_model: {error}; the exported file is at {path}, export.json was not "
                  "written")
-    except (ValueError, KeyError, FileNotFoundError, ScriptingNotSupportedError) as error:
+    except (ValueError, KeyError, OSError, ScriptingNotSupportedError) as error:
         sys.exit(f"export_model: {type(error).__name__}: {error}")
-    write_json(os.path.join(args.output, "export.json"), {
+    write_json(os.path.join(args.output, RECORD), {
         "config_file": args.config_file,
         "opts": args.opts,
         "format": args.format,

@@ -37,12 +37,12 @@ def as_batchnorm(model):
     return len(sync_norms)
 
 
-def prepare_for_export(model, *, config_key="MODEL.META_ARCHITECTURE"):
+def prepare_for_export(model):
     """`model` in eval mode with SyncBatchNorm as BatchNorm2d, wrapped as an ExportableDetector.
     Only Detectron2's GeneralizedRCNN (every shipped detection config) is supported."""
     if not isinstance(model, GeneralizedRCNN):
         raise ValueError(
-            f"{config_key} gives {type(model).__name__}; only GeneralizedRCNN (Faster "
+            f"MODEL.META_ARCHITECTURE gives {type(model).__name__}; only GeneralizedRCNN (Faster "
             "R-CNN, every config under configs/PascalVOC-Detection, COCO-Detection and Demo) "
             "can be exported"
         )
