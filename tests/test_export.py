@@ -346,6 +346,14 @@ def test_bad_input_names_the_flag_or_key(args, expected, capsys, tmp_path):
     assert expected in message
 
 
+def test_onnx_without_onnxruntime_says_what_to_install(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    message = run_failing(capsys, "--config-file", model_zoo.get_config_file(DESIGNS["C4"][0]),
+                          "--format", "onnx", "--output", str(tmp_path))
+    assert "--format onnx needs the package onnxruntime: pip install onnx onnxruntime" in message
+    assert not any(tmp_path.iterdir())
+
+
 def test_missing_config_and_an_output_that_is_a_file_are_named(capsys, tmp_path):
     message = run_failing(capsys, "--config-file", "missing.yaml", "--output", str(tmp_path))
     assert "--config-file missing.yaml: no such file" in message

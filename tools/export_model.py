@@ -44,6 +44,7 @@ from resnet_backbone.export import (  # noqa: E402
     OUTPUT_NAMES,
     ExportMismatchError,
     ScriptingNotSupportedError,
+    check_onnx_packages,
     compare_detections,
     export_onnx,
     prepare_for_export,
@@ -150,6 +151,8 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.format == "onnx":
+            check_onnx_packages()
         cfg = load_config(args)
         check_device(cfg)
         sample = args.sample_image or first_test_image(cfg)
@@ -163,7 +166,7 @@ def main(argv=None):
     except ExportMismatchError as error:
         sys.exit(f"export_model: {error}; the exported file is at {path}, export.json was not "
                  "written")
-    except (ValueError, KeyError, OSError, ScriptingNotSupportedError) as error:
+    except (ValueError, KeyError, OSError, ImportError, ScriptingNotSupportedError) as error:
         sys.exit(f"export_model: {type(error).__name__}: {error}")
     write_json(os.path.join(args.output, RECORD), {
         "config_file": args.config_file,

@@ -4,7 +4,7 @@ the command line; the README's Export section describes the exported model's inp
 """
 from .check import ExportMismatchError, compare_detections
 from .detector import OUTPUT_NAMES, ExportableDetector, prepare_for_export
-from .onnx_export import export_onnx, run_onnx
+from .onnx_export import check_onnx_packages, export_onnx, run_onnx
 from .scripting import ScriptingNotSupportedError, script_detector
 from .tracing import trace_detector, tracing_adapter
 
@@ -13,6 +13,7 @@ __all__ = [
     "ExportableDetector",
     "OUTPUT_NAMES",
     "ScriptingNotSupportedError",
+    "check_onnx_packages",
     "compare_detections",
     "export_onnx",
     "prepare_for_export",

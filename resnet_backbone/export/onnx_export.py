@@ -1,4 +1,5 @@
 """ONNX files from the traced detector, and running them in onnxruntime."""
+import importlib
 import inspect
 
 import torch
@@ -28,16 +29,27 @@ def export_onnx(detector, image, path):
                               opset_version=ONNX_OPSET, **options)
 
     atomic_write(path, write)
-    import onnx  # only needed here
-
-    onnx.checker.check_model(str(path))
+    _import("onnx").checker.check_model(str(path))
 
 
 def run_onnx(path, image):
     """The outputs (OUTPUT_NAMES order, as tensors) of the ONNX model at `path` on `image`,
     run by onnxruntime on the CPU."""
-    import onnxruntime  # only needed here
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _import("onnxruntime").InferenceSession(str(path), providers=["CPUExecutionProvider"])
     outputs = session.run(list(OUTPUT_NAMES), {"image": image.cpu().numpy()})
     return tuple(torch.from_numpy(output) for output in outputs)
+
+
+def check_onnx_packages():
+    """Fail before any work when onnx or onnxruntime is missing (requirements/base.txt installs
+    both; nothing else in the package needs them)."""
+    for name in ("onnx", "onnxruntime"):
+        _import(name)
+
+
+def _import(name):
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ImportError(f"--format onnx needs the package {name}: pip install onnx "
+                          "onnxruntime") from error
