@@ -3,10 +3,11 @@ the whole detector of each design (C4 ResNet, FPN, VGG-16) traced, scripted and 
 onnxruntime gives the eager detections at two input sizes; the tool writes what it says and
 stops with a clear message on what it cannot do.
 
-Models are small (depth 18, VGG-16 with a 256-wide box head) with seeded random weights, and
-the MSRA-pixel configs get torchvision's PIXEL_STD: untrained networks without normalisation
-otherwise reach activations in the thousands, whose RPN deltas saturate and turn float rounding
-into visible box differences; trained weights do not do that.
+Weights are seeded random. The design tests use small models (depth 18, VGG-16 with a 256-wide
+box head); the slow test builds every shipped config at its own depth and sets its norm
+statistics from the image. MSRA-pixel configs get torchvision's PIXEL_STD: untrained networks
+without normalisation otherwise reach activations in the thousands, whose RPN deltas saturate
+and turn float rounding into visible box differences; trained weights do not do that.
 """
 import json
 import sys
