@@ -2,6 +2,7 @@
 Pooled 512x7x7 RoIs are flattened in (C, H, W) order, as the ImageNet fc6 was trained; the layers
 are named like the converted checkpoint, so `fc6.*` / `fc7.*` load by name suffix.
 """
+import torch
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_xavier_fill
 from torch import nn
@@ -66,5 +67,6 @@ class VGG16BoxHead(nn.Module):
         return self.drop7(F.relu(self.fc7(x)))
 
     @property
+    @torch.jit.unused  # build-time information; TorchScript cannot compile ShapeSpec
     def output_shape(self):
         return ShapeSpec(channels=self._output_size)

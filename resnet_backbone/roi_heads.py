@@ -4,6 +4,7 @@ Detectron2's `Res5ROIHeads` always builds bottleneck blocks with projection shor
 ResNet-18/34, plain nets and shortcut options A/C could not use the paper's design. This head
 builds res5 from the same depth table and options as the backbone.
 """
+import torch
 from torch import nn
 
 from detectron2.modeling import ROI_HEADS_REGISTRY
@@ -30,6 +31,11 @@ def make_res5_head(
 @ROI_HEADS_REGISTRY.register()
 class PaperRes5ROIHeads(Res5ROIHeads):
     """`Res5ROIHeads` whose res5 follows `MODEL.RESNETS.*` and `MODEL.RESNET_BACKBONE.*`."""
+
+    # A constant for TorchScript, so that torch.jit.script drops the mask branch of a detector
+    # without masks instead of failing on the absent `mask_head` (Detectron2 marks
+    # StandardROIHeads.mask_on so when scripting, but not Res5ROIHeads.mask_on).
+    mask_on: torch.jit.Final[bool]
 
     @classmethod
     def _build_res5_block(cls, cfg):

@@ -3,8 +3,12 @@ paper compares ResNet-101 against. As in Faster R-CNN it ends at conv5_3 (stride
 fc6/fc7 run per RoI in `fc_box_head.VGG16BoxHead`. The convs keep the Caffe model's names
 (`conv1_1` .. `conv5_3`).
 """
+from typing import Dict
+
+import torch
 import torch.nn.functional as F
 from fvcore.nn.weight_init import c2_msra_fill
+from torch import nn
 
 from detectron2.layers import Conv2d
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -56,6 +60,41 @@ class VGG16(Backbone):
                 x = F.relu_(conv(x))
             if name in self._out_features:
                 outputs[name] = x
+        return outputs
+
+    def __prepare_scriptable__(self):
+        """What `torch.jit.script` compiles in place of this module (it calls this hook on every
+        submodule): TorchScript cannot look a conv up by a name computed at run time, as
+        `block_convs` does, so it gets `ScriptableVGG16` over the same convs."""
+        return ScriptableVGG16(self)
+
+
+class ScriptableVGG16(Backbone):
+    """The computation of a `VGG16`, with its convs (shared, not copied) held in one ModuleList
+    per block, which TorchScript can loop over. Only scripted models contain it; their parameters
+    are named `blocks.<block>.<conv>` (conv1_1 is blocks.0.0), as Detectron2's scripted ResNet
+    names `res2` `stages.0`. Checkpoints are saved from and loaded into `VGG16`, whose names
+    (`conv1_1` ..) do not change."""
+
+    def __init__(self, vgg):
+        super().__init__()
+        self._out_features = list(vgg._out_features)
+        self._out_feature_strides = dict(vgg._out_feature_strides)
+        self._out_feature_channels = dict(vgg._out_feature_channels)
+        self.block_names = list(vgg.block_names)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(vgg.block_convs(name)) for name in self.block_names
+        )
+
+    def forward(self, x):
+        outputs: Dict[str, torch.Tensor] = {}
+        for index, convs in enumerate(self.blocks):
+            if index > 0:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+            for conv in convs:
+                x = F.relu_(conv(x))
+            if self.block_names[index] in self._out_features:
+                outputs[self.block_names[index]] = x
         return outputs
 
 

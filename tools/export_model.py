@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Export a trained detector as TorchScript or ONNX, checked against the eager model.
+
+The flags are those of Detectron2's tools/deploy/export_model.py:
+
+    python tools/export_model.py --config-file configs/PascalVOC-Detection/vgg16_voc0712.yaml \
+        --format onnx --export-method tracing --output exported/vgg16 \
+        [--sample-image IMAGE] MODEL.WEIGHTS output/vgg16_voc0712/model_final.pth [KEY VALUE ...]
+
+--format torchscript (model.ts) or onnx (model.onnx); --export-method tracing (both formats) or
+scripting (TorchScript only). Every shipped detection config exports either way. The model is
+traced on --sample-image (default: the first image of DATASETS.TEST[0]); afterwards the exported
+file is run on that image and on the image at 3/4 size, and its detections are compared with the
+eager model's (onnxruntime runs the ONNX file). --output also gets export.json: the command, the
+input and outputs of the file, the measured differences.
+
+The exported model takes one float image (3, H, W), 0..255, channels in INPUT.FORMAT order,
+already resized to the test size, and returns pred_boxes (N, 4) in that image's pixels, scores
+(N,) and pred_classes (N,); see the README's Export section.
+"""
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+# Detectron2 v0.6 scripts functions at import time, which torch >= 2.9 reports as deprecated.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+
+try:
+    import resnet_backbone  # noqa: F401
+except ImportError:  # run from a source checkout that is not installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+# Tracing warns at every Python branch on a tensor; what they warn of (a trace valid for this
+# input only) is what the comparison at two input sizes checks.
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+
+from resnet_backbone.checkpoint import ResNetBackboneCheckpointer  # noqa: E402
+from resnet_backbone.export import (  # noqa: E402
+    OUTPUT_NAMES,
+    ExportMismatchError,
+    ScriptingNotSupportedError,
+    check_onnx_packages,
+    compare_detections,
+    export_onnx,
+    prepare_for_export,
+    run_onnx,
+    script_detector,
+    trace_detector,
+)
+from resnet_backbone.export.inputs import (  # noqa: E402
+    first_test_image,
+    read_sample_image,
+    rescaled,
+)
+from resnet_backbone.export.scripting import ONNX_FROM_SCRIPT  # noqa: E402
+from resnet_backbone.files import atomic_write, write_json  # noqa: E402
+from resnet_backbone.launch import load_config  # noqa: E402
+
+logger = logging.getLogger("resnet_backbone.export")
+
+FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+RECORD = "export.json"
+CHECK_SCALES = (1.0, 0.75)  # the sample image, and a second input size
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="a detection config")
+    parser.add_argument("--format", choices=sorted(FILE_NAMES), default="torchscript")
+    parser.add_argument("--export-method", choices=["tracing", "scripting"], default="tracing")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="folder for the exported model and export.json")
+    parser.add_argument("--sample-image", metavar="IMAGE",
+                        help="image to trace and check on (default: the first of DATASETS.TEST[0])")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides: KEY VALUE ...")
+    parser.add_argument("--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides, Detectron2 style (the same as trailing KEY VALUE)")
+    args = parser.parse_args(argv)
+    args.opts = list(args.opts) + list(args.more_opts)
+    if args.export_method == "scripting" and args.format == "onnx":
+        parser.error(ONNX_FROM_SCRIPT)
+    if not os.path.isfile(args.config_file):
+        parser.error(f"--config-file {args.config_file}: no such file")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a file, not a folder")
+    return args
+
+
+def check_device(cfg):
+    if torch.device(cfg.MODEL.DEVICE).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not available here; "
+                         "add MODEL.DEVICE cpu to export on the CPU")
+
+
+def load_detector(cfg):
+    """The config's model with MODEL.WEIGHTS loaded (checked against the config), ready to
+    export."""
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        ResNetBackboneCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
+    return prepare_for_export(model)
+
+
+def remove_old_record(output):
+    """export.json vouches for a checked file: a new export removes a previous one first."""
+    record = os.path.join(output, RECORD)
+    if os.path.exists(record):
+        os.remove(record)
+
+
+def export(detector, image, args):
+    """Write the exported file; returns its path and a function running it on an image."""
+    path = os.path.join(args.output, FILE_NAMES[args.format])
+    if args.format == "onnx":
+        export_onnx(detector, image, path)
+        return path, lambda x: run_onnx(path, x)
+    if args.export_method == "scripting":
+        exported = script_detector(detector)
+    else:
+        exported = trace_detector(detector, image)
+    atomic_write(path, lambda f: torch.jit.save(exported, f))
+    loaded = torch.jit.load(path, map_location=image.device)
+    return path, lambda x: tuple(loaded(x))
+
+
+def check(detector, run_exported, image, what):
+    """The exported model against the eager one on `image` at each of CHECK_SCALES."""
+    results = []
+    for scale in CHECK_SCALES:
+        x = rescaled(image, scale) if scale != 1.0 else image
+        with torch.no_grad():
+            expected, actual = detector(x), run_exported(x)
+        size = tuple(x.shape[1:])
+        result = compare_detections(expected, actual, what=what, size=size)
+        results.append({"image_size": list(size), **result})
+        print(f"{what} vs eager on a {size[0]}x{size[1]} image: {result['detections']} "
+              f"detections, boxes within {result['max_box_difference_px']:.2g} px, scores "
+              f"within {result['max_score_difference']:.2g}")
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.format == "onnx":
+            check_onnx_packages()
+        cfg = load_config(args)
+        check_device(cfg)
+        sample = args.sample_image or first_test_image(cfg)
+        image = read_sample_image(cfg, sample)
+        detector = load_detector(cfg)
+        os.makedirs(args.output, exist_ok=True)
+        remove_old_record(args.output)
+        path, run_exported = export(detector, image, args)
+        what = f"{args.format} ({args.export_method})"
+        checks = check(detector, run_exported, image, what)
+    except ExportMismatchError as error:
+        sys.exit(f"export_model: {error}; the exported file is at {path}, export.json was not "
+                 "written")
+    except (ValueError, KeyError, OSError, ImportError, ScriptingNotSupportedError) as error:
+        sys.exit(f"export_model: {type(error).__name__}: {error}")
+    write_json(os.path.join(args.output, RECORD), {
+        "config_file": args.config_file,
+        "opts": args.opts,
+        "format": args.format,
+        "export_method": args.export_method,
+        "file": os.path.basename(path),
+        "sample_image": sample,
+        "input": {"name": "image", "shape": ["3", "height", "width"], "dtype": "float32",
+                  "channel_order": cfg.INPUT.FORMAT, "value_range": [0, 255],
+                  "resize_before": {"shorter_side": cfg.INPUT.MIN_SIZE_TEST,
+                                    "longer_side_at_most": cfg.INPUT.MAX_SIZE_TEST}},
+        "outputs": list(OUTPUT_NAMES),
+        "checks": checks,
+    })
+    print(f"wrote {path} and export.json")
+    return path
+
+
+if __name__ == "__main__":
+    main()
