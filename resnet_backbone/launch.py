@@ -10,6 +10,7 @@ way (`--config-file`, `--num-gpus`, `--num-machines`, `--machine-rank`, `--dist-
   run once in this process before any is spawned. A stop signal ends the job with
   EXIT_INTERRUPTED after the checkpoint is written.
 """
+import argparse
 import functools
 import logging
 import os
@@ -29,14 +30,19 @@ from .preemption import EXIT_INTERRUPTED
 PACKAGE_LOGGER = "resnet_backbone"
 
 
+def config_path(config_file):
+    """--config-file as a path: a file, else the shipped config of that name."""
+    if not os.path.isfile(config_file) and config_file in model_zoo.list_configs():
+        return model_zoo.get_config_file(config_file)
+    return config_file
+
+
 def load_config(args, add_config=add_resnet_backbone_config):
     """The config of `args` (--config-file: a file, or the name of a shipped config such as
     "PascalVOC-Detection/resnet101_c4_voc0712.yaml"; trailing overrides) with the keys
     `add_config` adds (a trainer's `add_config`), frozen, its DATASETS.USER registered."""
     cfg = add_config(get_cfg())
-    config_file = args.config_file
-    if not os.path.isfile(config_file) and config_file in model_zoo.list_configs():
-        config_file = model_zoo.get_config_file(config_file)
+    config_file = config_path(args.config_file)
     try:
         cfg.merge_from_file(config_file)
     except KeyError:
@@ -109,7 +115,8 @@ def setup(args, trainer_class, startup_log=None):
     else:  # the data were checked before the processes were spawned
         trainer_class.check_startup(cfg, world_size=comm.get_world_size(), resume=args.resume,
                                     eval_only=args.eval_only, validate_data=False)
-    default_setup(cfg, args)
+    default_setup(cfg, argparse.Namespace(**{**vars(args),
+                                             "config_file": config_path(args.config_file)}))
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=PACKAGE_LOGGER)
     if comm.is_main_process():
         _replay(startup_log)

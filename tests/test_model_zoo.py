@@ -124,3 +124,7 @@ def test_a_pip_user_converts_trains_predicts_and_exports_with_the_shipped_tools(
     image = next((datasets_dir / "synthetic_shapes" / "images").glob("val_*.jpg"))
     tool("predict", "--config-file", "run", "--input", image, "--output", "pictures")
     assert len(list((outside / "pictures").glob("*.png"))) == 1
+
+    tool("export_model", "--config-file", "run/config.yaml", "--format", "torchscript",
+         "--output", "exported", "MODEL.WEIGHTS", "run/model_final.pth")
+    assert (outside / "exported" / "model.ts").is_file()
