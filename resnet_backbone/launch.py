@@ -50,8 +50,8 @@ def load_config(args, add_config=add_resnet_backbone_config):
         if model.get("META_ARCHITECTURE") == "ImageClassifier":
             raise ValueError(
                 f"{args.config_file} is a classification config (MODEL.META_ARCHITECTURE "
-                "ImageClassifier): train and evaluate it with tools/pretrain_net.py "
-                "(tools/train_net.py trains detectors)") from None
+                "ImageClassifier); this tool takes detection configs: train and evaluate "
+                "classifiers with tools/pretrain_net.py") from None
         raise
     try:
         cfg.merge_from_list(args.opts)

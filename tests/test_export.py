@@ -378,4 +378,4 @@ def test_a_classifier_config_is_refused_naming_the_key(sample_image, capsys, tmp
     message = run_failing(capsys, "--config-file", config, "--output", str(tmp_path),
                           "--sample-image", str(sample_image), "MODEL.DEVICE", "cpu",
                           "MODEL.WEIGHTS", "")
-    assert "MODEL.META_ARCHITECTURE gives ImageClassifier" in message
+    assert "classification config (MODEL.META_ARCHITECTURE ImageClassifier)" in message
