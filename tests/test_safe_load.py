@@ -69,6 +69,7 @@ def test_checkpointer_and_converter_refuse_code(malicious, kind):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_converter_cli_refuses_code(malicious):
     marker, paths = malicious
     for path in (paths["pth"], paths["pkl"]):
@@ -81,6 +82,7 @@ def test_converter_cli_refuses_code(malicious):
         assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_train_net_refuses_code_as_weights_for_training_and_eval_only(train_net, tiny,
                                                                        malicious, tmp_path):
     marker, paths = malicious
