@@ -9,7 +9,7 @@ the classifiers of `classification` (meta-architecture `ImageClassifier`, backbo
 from . import classification, data, fc_box_head, fpn, imagenet, model_zoo, roi_heads  # noqa: F401
 from .config import add_resnet_backbone_config
 from .resnet import DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet
-from .roi_heads import PaperRes5ROIHeads, make_res5_head
+from .roi_heads import PaperRes5ROIHeads, make_res5, make_res5_head
 from .vgg import VGG16, build_vgg16_backbone
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "add_resnet_backbone_config",
     "build_paper_resnet_backbone",
     "build_vgg16_backbone",
+    "make_res5",
     "make_res5_head",
     "make_resnet",
 ]
