@@ -11,7 +11,7 @@ registers itself when imported; it imports this core, never the reverse.
 from . import data, fc_box_head, fpn, imagenet, model_zoo, roi_heads  # noqa: F401
 from .config import add_resnet_backbone_config
 from .resnet import DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet
-from .roi_heads import PaperRes5ROIHeads, make_res5_head
+from .roi_heads import PaperRes5ROIHeads, make_res5, make_res5_head
 from .vgg import VGG16, build_vgg16_backbone
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "add_resnet_backbone_config",
     "build_paper_resnet_backbone",
     "build_vgg16_backbone",
+    "make_res5",
     "make_res5_head",
     "make_resnet",
 ]

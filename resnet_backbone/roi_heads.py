@@ -13,19 +13,28 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from .resnet import make_resnet_stage, read_resnet_config, stage_out_channels
 
 
-def make_res5_head(
+def make_res5(
     depth, *, residual=True, shortcut="B", stride_in_1x1=True, norm="FrozenBN",
     res2_out_channels=None, **unused_backbone_options,
 ):
-    """conv5_x of ResNet-`depth` as an nn.Sequential named like the backbone's `res5`, and its
-    output channels. Its first block has stride 2, so 14x14 RoIs come out 7x7 (paper Sec. A)."""
+    """conv5_x of ResNet-`depth` as an nn.Sequential named like the backbone's `res5`. Its first
+    block has stride 2, so 14x14 RoIs come out 7x7 (paper Sec. A). Returns the module alone so
+    that it can be the `res5` of a head in a LazyConfig (`L(make_res5)(depth=...)`); its output
+    channels are `stage_out_channels(depth, "res5", res2_out_channels)`."""
     blocks = make_resnet_stage(
         depth, "res5",
         in_channels=stage_out_channels(depth, "res4", res2_out_channels),
         res2_out_channels=res2_out_channels, stride_in_1x1=stride_in_1x1,
         norm=norm, residual=residual, shortcut=shortcut,
     )
-    return nn.Sequential(*blocks), blocks[-1].out_channels
+    return nn.Sequential(*blocks)
+
+
+def make_res5_head(depth, **options):
+    """`make_res5(depth, **options)` and its output channels (Res5ROIHeads' `_build_res5_block`
+    returns both)."""
+    res5 = make_res5(depth, **options)
+    return res5, res5[-1].out_channels
 
 
 @ROI_HEADS_REGISTRY.register()
