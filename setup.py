@@ -15,7 +15,8 @@ setup(
     packages=find_packages(include=("resnet_backbone", "resnet_backbone.*"))
     + ["resnet_backbone.configs", "resnet_backbone.tools"],
     package_dir={"resnet_backbone.configs": "configs", "resnet_backbone.tools": "tools"},
-    package_data={"resnet_backbone.configs": ["*.yaml", "*/*.yaml"]},
+    # The YAML configs and the LazyConfig ones (configs/common/**.py, configs/*/*.py).
+    package_data={"resnet_backbone.configs": ["*.yaml", "*/*.yaml", "*/*.py", "*/*/*.py"]},
     python_requires=">=3.8",
     install_requires=["torch>=1.10", "torchvision", "fvcore>=0.1.5.post20221221", "pycocotools",
                       "safetensors>=0.4"],

@@ -8,6 +8,7 @@ yacs config; `engine_config` writes the lazy config's run fields, pixel format a
 identity into one, so both run unchanged and only `build_model` differs (`lazy_trainer`).
 """
 import torch
+import yaml
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from omegaconf import OmegaConf
 
@@ -15,6 +16,7 @@ from .config import add_resnet_backbone_config
 from .data.custom import register_user_datasets
 from .engine import Trainer
 from .fast_path import apply_fast_path
+from .files import atomic_write
 from .fpn import make_fpn
 from .resnet import make_resnet
 from .vgg import make_vgg16
@@ -120,3 +122,22 @@ def lazy_trainer(lazy):
             return apply_fast_path(cfg, model)
 
     return LazyTrainer
+
+
+def _named(value):
+    """Callables (LazyCall targets) as "module.qualname" strings, as instantiate locates them."""
+    if isinstance(value, dict):
+        return {key: _named(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_named(item) for item in value]
+    if callable(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return value
+
+
+def save_lazy_config(lazy, path):
+    """`lazy` as YAML that LazyConfig.load reads back, interpolations kept as written, written
+    atomically. (Detectron2's LazyConfig.save walks the config resolving values, which fails on
+    the relative interpolations of configs/common/models.)"""
+    text = yaml.safe_dump(_named(OmegaConf.to_container(lazy, resolve=False)), sort_keys=False)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -12,7 +12,6 @@ network comes from the lazy config's `model` (resnet_backbone/lazy.py).
 """
 import functools
 
-from detectron2.config import LazyConfig
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -38,7 +37,7 @@ def setup(args, startup_log=None):
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=launch.PACKAGE_LOGGER)
     if comm.is_main_process():
-        LazyConfig.save(config, f"{cfg.OUTPUT_DIR}/lazy_config.yaml")
+        lazy.save_lazy_config(config, f"{cfg.OUTPUT_DIR}/lazy_config.yaml")
         launch._replay(startup_log)
     return cfg, trainer_class
 
