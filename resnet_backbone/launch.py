@@ -75,7 +75,7 @@ class _Held(logging.Handler):
 @contextmanager
 def _holding_package_logs():
     """The package's INFO+ records logged inside, as (level, logger name, message) picklable
-    lines, kept from the console until `_replay` (the run's log file does not exist yet)."""
+    lines, kept from the console until `replay_log` (the run's log file does not exist yet)."""
     logger, held = logging.getLogger(PACKAGE_LOGGER), _Held()
     level, propagate = logger.level, logger.propagate
     logger.addHandler(held)
@@ -89,7 +89,7 @@ def _holding_package_logs():
         logger.propagate = propagate
 
 
-def _replay(lines):
+def replay_log(lines):
     for level, name, message in lines:
         logging.getLogger(name).log(level, message)
 
@@ -101,7 +101,7 @@ def check_startup(trainer_class, cfg, args, world_size, *, validate_data=True):
             trainer_class.check_startup(cfg, world_size=world_size, resume=args.resume,
                                         eval_only=args.eval_only, validate_data=validate_data)
     except Exception:
-        _replay(lines)  # what was found before the error, on the console
+        replay_log(lines)  # what was found before the error, on the console
         raise
     return lines
 
@@ -110,6 +110,13 @@ def setup(args, trainer_class, startup_log=None):
     """The checked config of this process, with OUTPUT_DIR and its log file set up.
     `startup_log`: what the checks logged when they ran before (in the spawning process)."""
     cfg = load_config(args, trainer_class.add_config)
+    set_up_checked(cfg, args, trainer_class, startup_log)
+    return cfg
+
+
+def set_up_checked(cfg, args, trainer_class, startup_log=None):
+    """`cfg` checked by `trainer_class` (unless the spawning process did: `startup_log`), then
+    Detectron2's default_setup and the run's log file, which gets what the checks logged."""
     if startup_log is None:
         startup_log = check_startup(trainer_class, cfg, args, comm.get_world_size())
     else:  # the data were checked before the processes were spawned
@@ -119,19 +126,23 @@ def setup(args, trainer_class, startup_log=None):
                                              "config_file": config_path(args.config_file)}))
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=PACKAGE_LOGGER)
     if comm.is_main_process():
-        _replay(startup_log)
-    return cfg
+        replay_log(startup_log)
 
 
-def run(main, args, trainer_class):
+def run(main, args, trainer_class, load=None):
     """`main(args, startup_log=...)` in every process of the job (`distributed.run`); errors
-    the user can act on end it with one line on stderr."""
+    the user can act on end it with one line on stderr. `load(args)`: (trainer class, config)
+    for the checks run here when processes are spawned here; default `trainer_class` and the
+    yacs config of `args`."""
     world_size = distributed.world_size_of(args)
     try:
         startup_log = None
         if world_size > 1 and not distributed.under_torchrun():
-            startup_log = check_startup(trainer_class, load_config(args, trainer_class.add_config),
-                                        args, world_size)
+            if load is None:
+                checked = trainer_class, load_config(args, trainer_class.add_config)
+            else:
+                checked = load(args)
+            startup_log = check_startup(*checked, args, world_size)
         distributed.run(functools.partial(main, startup_log=startup_log), args,
                         passed_on=(TrainingInterrupted,))
     except TrainingInterrupted as e:
