@@ -18,6 +18,7 @@ in PyTorch's own worker signal handling.
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -27,8 +28,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 EXIT_INTERRUPTED = 75
 
 
-# How DataLoader workers are started: fork, so that they inherit the blocked signals.
-WORKER_START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+# How DataLoader workers are started: fork, so that they inherit the blocked signals (on Linux,
+# where clusters run; macOS keeps its default, spawn, as forking its system libraries is unsafe,
+# and there a worker starting at the moment of a signal can still die of it).
+WORKER_START_METHOD = "fork" if sys.platform.startswith("linux") else None
 
 
 @contextmanager
@@ -49,8 +52,10 @@ def _exit_on_sigterm_from_parent():
 
 def exit_only_when_parent_asks(worker_id=None):
     """`worker_init_fn` of the loaders `iterate_shielded` starts: their SIGTERM stays blocked,
-    and a thread waits for it, ending the worker only when its parent sent it."""
-    threading.Thread(target=_exit_on_sigterm_from_parent, daemon=True).start()
+    and a thread waits for it, ending the worker only when its parent sent it (where the
+    platform has sigwaitinfo: not macOS, whose workers keep the default handling)."""
+    if hasattr(signal, "sigwaitinfo"):
+        threading.Thread(target=_exit_on_sigterm_from_parent, daemon=True).start()
 
 
 def iterate_shielded(loader):
