@@ -1,7 +1,7 @@
 """`MODEL.WEIGHTS: imagenet://<name>` (a `weights.KNOWN_WEIGHTS` name) as a converted
 .safetensors file cached in $RESNET_BACKBONE_CACHE (default ~/.cache/resnet_backbone), made from
-the raw file in torch hub's or Detectron2's download cache (offline) or downloaded. Importing this module registers
-the handler on Detectron2's PathManager.
+the raw file in torch hub's or Detectron2's download cache (offline) or downloaded. Importing
+this module registers the handler on Detectron2's PathManager.
 """
 import logging
 import os

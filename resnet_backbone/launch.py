@@ -16,7 +16,7 @@ import logging
 import os
 from contextlib import contextmanager
 
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import get_cfg
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -46,8 +46,7 @@ def load_config(args, add_config=add_resnet_backbone_config):
     try:
         cfg.merge_from_file(config_file)
     except KeyError:
-        model = CfgNode.load_yaml_with_base(config_file, allow_unsafe=True).get("MODEL") or {}
-        if model.get("META_ARCHITECTURE") == "ImageClassifier":
+        if model_zoo.meta_architecture(config_file) == "ImageClassifier":
             raise ValueError(
                 f"{args.config_file} is a classification config (MODEL.META_ARCHITECTURE "
                 "ImageClassifier); this tool takes detection configs: train and evaluate "

@@ -38,16 +38,22 @@ def get_config_file(config_path):
     return str(config_root() / config_path)
 
 
+def meta_architecture(config_file):
+    """The MODEL.META_ARCHITECTURE a config file (its `_BASE_` files included) sets, or None;
+    read before merging, when the keys its merge needs are still to be chosen."""
+    model = CfgNode.load_yaml_with_base(config_file, allow_unsafe=True).get("MODEL") or {}
+    return model.get("META_ARCHITECTURE")
+
+
 def get_config(config_path):
     """A shipped config merged, `_BASE_` files included, into Detectron2's defaults plus this
     package's keys: those `CONFIG_KEYS` names for its MODEL.META_ARCHITECTURE (the
     classifiers' once `resnet_backbone.classification` is imported), else the detection keys,
     else (a base file that names no META_ARCHITECTURE) the first registered set that takes it."""
     path = get_config_file(config_path)
-    model = CfgNode.load_yaml_with_base(path, allow_unsafe=True).get("MODEL") or {}
-    meta_architecture = model.get("META_ARCHITECTURE")
-    if meta_architecture in CONFIG_KEYS:
-        candidates = [CONFIG_KEYS[meta_architecture]]
+    meta = meta_architecture(path)
+    if meta in CONFIG_KEYS:
+        candidates = [CONFIG_KEYS[meta]]
     else:
         candidates = [add_resnet_backbone_config, *CONFIG_KEYS.values()]
     for add_config in candidates:
