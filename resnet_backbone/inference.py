@@ -21,6 +21,7 @@ from detectron2.utils.visualizer import Visualizer
 from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import ResNetBackboneCheckpointer, check_weights_match_config
+from .fast_path import apply_fast_path
 from .files import atomic_write
 from .launch import load_config
 
@@ -64,7 +65,9 @@ def load_model_config(config, opts=()):
 
 def make_predictor(cfg):
     """Detectron2's DefaultPredictor for `cfg`, after the checks a prediction needs: trained
-    weights that fit the config, and the device it names."""
+    weights that fit the config, and the device it names. The config's MODEL.FAST_PATH
+    switches apply as in training and `--eval-only` (they keep parameter names, so the weights
+    load either way)."""
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("MODEL.WEIGHTS is empty: an untrained model predicts nothing useful; "
                          "give a run folder or --opts MODEL.WEIGHTS path/to/model_final.pth")
@@ -76,6 +79,7 @@ def make_predictor(cfg):
     cfg.defrost()
     cfg.MODEL.WEIGHTS = ""  # Detectron2's reader would unpickle it: this package's reads data only
     predictor = DefaultPredictor(cfg)
+    apply_fast_path(cfg, predictor.model)
     ResNetBackboneCheckpointer(predictor.model, cfg=cfg).load(weights)
     return predictor
 

@@ -89,6 +89,21 @@ def test_a_config_file_with_weights_and_a_single_output_file(fruit_run, tmp_path
     assert Image.open(picture).size == (50, 70)
 
 
+def test_the_configs_fast_path_applies_and_predicts_what_the_default_model_does(fruit_run):
+    from resnet_backbone.fast_path import FoldedNormConv2d
+
+    image = torch.randint(0, 256, (70, 50, 3), dtype=torch.uint8).numpy()
+    found = {}
+    for fold in ("False", "True"):
+        cfg = inference.load_model_config(fruit_run, ["MODEL.FAST_PATH.FOLD_FROZEN_BN", fold])
+        predictor = inference.make_predictor(cfg)
+        folded = [m for m in predictor.model.modules() if isinstance(m, FoldedNormConv2d)]
+        assert bool(folded) == (fold == "True")
+        found[fold] = predictor(image)["instances"]
+    assert len(found["True"]) == len(found["False"]) > 0
+    torch.testing.assert_close(found["True"].scores, found["False"].scores, atol=1e-4, rtol=0)
+
+
 def test_class_names_of_a_coco_user_dataset_come_from_its_json(tmp_path, demo_config,
                                                               datasets_dir):
     config = tmp_path / "coco_user.yaml"
