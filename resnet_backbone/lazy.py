@@ -18,7 +18,7 @@ from .engine import Trainer
 from .fast_path import apply_fast_path
 from .files import atomic_write
 from .fpn import make_fpn
-from .resnet import make_resnet
+from .resnet import make_resnet, stage_out_channels
 from .vgg import make_vgg16
 
 # lazy key -> the yacs key the engine and the start-up checks read.
@@ -70,7 +70,9 @@ def _select(lazy, key):
 
 
 def _backbone_keys(backbone):
-    """MODEL.BACKBONE.NAME and the architecture keys of a lazy `model.backbone`."""
+    """MODEL.BACKBONE.NAME and the architecture keys of a lazy `model.backbone` (what the
+    start-up checks and the checkpoint metadata read: SyncBN under several CPU processes is
+    refused, frozen stages and weights are checked as for the YAML twin)."""
     target, fpn = backbone._target_, False
     if target is make_fpn:
         backbone, fpn = backbone.bottom_up, True
@@ -80,10 +82,16 @@ def _backbone_keys(backbone):
                          "(make_resnet, make_vgg16, or make_fpn over one of them)")
     name = _BACKBONE_NAMES[target]
     keys = {"MODEL.BACKBONE.NAME": name.replace("_backbone", "_fpn_backbone") if fpn else name}
+    if target is make_vgg16:
+        keys["MODEL.VGG.FREEZE_AT"] = backbone.get("freeze_at", 2)
     if target is make_resnet:
         keys.update({
+            "MODEL.BACKBONE.FREEZE_AT": backbone.get("freeze_at", 0),
             "MODEL.RESNETS.DEPTH": backbone.depth,
             "MODEL.RESNETS.STRIDE_IN_1X1": backbone.get("stride_in_1x1", True),
+            "MODEL.RESNETS.NORM": backbone.get("norm", "FrozenBN"),
+            "MODEL.RESNETS.RES2_OUT_CHANNELS": stage_out_channels(
+                backbone.depth, "res2", backbone.get("res2_out_channels")),
             "MODEL.RESNET_BACKBONE.RESIDUAL": backbone.get("residual", True),
             "MODEL.RESNET_BACKBONE.SHORTCUT": backbone.get("shortcut", "B"),
         })

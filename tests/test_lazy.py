@@ -16,6 +16,9 @@ TABLE_ROWS = [f"{task}/{net}_{data}" for net in ("vgg16", "resnet101_c4")
                                  ("PascalVOC-Detection", "voc07pp12"),
                                  ("COCO-Detection", "coco2014"))]
 DEMO = "Demo/resnet18_c4_synthetic"
+# Every lazy leaf (configs/<task>/*.py, each beside its YAML twin).
+LEAVES = sorted(str(path.relative_to(config_root()).with_suffix("")) for path in
+                config_root().glob("*/*.py") if path.parent.name != "common")
 LAZY_TRAIN_NET = config_root().parent / "tools" / "lazyconfig_train_net.py"
 
 
@@ -83,17 +86,31 @@ def test_table_network_matches_yaml(name):
 
 
 @pytest.mark.slow
-def test_fpn_network_matches_yaml():
-    check_same_network(*models("common/models/paper_fpn", "PascalVOC-Detection/resnet50_fpn_voc0712",
-                               ("model.roi_heads.num_classes=20",)))
+@pytest.mark.parametrize("name", ["PascalVOC-Detection/resnet50_fpn_voc0712",
+                                  "PascalVOC-Detection/plain34_c4_scratch_voc0712",
+                                  "PascalVOC-Detection/resnet18_c4_voc0712"])
+def test_other_leaves_networks_match_yaml(name):
+    """The FPN leaf, a from-scratch plain leaf (SyncBN, nothing frozen: its norm layers in eval
+    mode give one process's BN) and a torchvision-format leaf."""
+    check_same_network(*models(name, name))
 
 
-@pytest.mark.parametrize("name", TABLE_ROWS + [DEMO])
+def test_every_detection_yaml_leaf_has_a_lazy_twin():
+    yaml_leaves = {str(path.relative_to(config_root()).with_suffix("")) for task in
+                   ("PascalVOC-Detection", "COCO-Detection", "Demo")
+                   for path in (config_root() / task).glob("*.yaml")
+                   if not path.name.startswith("Base-")}
+    assert yaml_leaves == set(LEAVES)
+
+
+@pytest.mark.parametrize("name", LEAVES)
 def test_run_settings_match_yaml(name):
     engine, twin = lazy.engine_config(load_lazy(name)), get_config(f"{name}.yaml")
     keys = [k for k in lazy.RUN_KEYS.values() if k != "OUTPUT_DIR"] + [
         "MODEL.BACKBONE.NAME", "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.STRIDE_IN_1X1",
-        "MODEL.RESNET_BACKBONE.RESIDUAL", "MODEL.RESNET_BACKBONE.SHORTCUT"]
+        "MODEL.RESNET_BACKBONE.RESIDUAL", "MODEL.RESNET_BACKBONE.SHORTCUT",
+        "MODEL.RESNETS.NORM", "MODEL.RESNETS.RES2_OUT_CHANNELS", "MODEL.BACKBONE.FREEZE_AT",
+        "MODEL.VGG.FREEZE_AT"]
     for key in keys:
         ours, theirs = engine, twin
         for part in key.split("."):
@@ -127,7 +144,6 @@ def test_bad_weights_stop_before_output_dir(train_net, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_train_then_resume(train_net, tmp_path):
     out, config = tmp_path / "out", config_root() / f"{DEMO}.py"
     args = (*LAZY_TINY, f"train.output_dir={out}", "schedule.checkpoint_period=1")
@@ -141,3 +157,25 @@ def test_train_then_resume(train_net, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr + resumed.stdout
     assert "iteration 2" in resumed.stderr + resumed.stdout
+
+
+def test_syncbn_under_several_cpu_processes_is_refused_before_output_dir(train_net, tmp_path):
+    """The lazy backbone's norm reaches the engine's start-up checks (MODEL.RESNETS.NORM)."""
+    out = tmp_path / "out"
+    result = train_net("--num-gpus", "2", *LAZY_TINY, f"train.output_dir={out}",
+                       "model.backbone.norm=SyncBN", config=config_root() / f"{DEMO}.py",
+                       script=LAZY_TRAIN_NET)
+    assert result.returncode != 0
+    assert "SyncBN" in result.stderr and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_processes(train_net, tmp_path):
+    out = tmp_path / "out"
+    result = train_net("--num-gpus", "2", "--dist-url", "auto", *LAZY_TINY,
+                       "schedule.ims_per_batch=4", f"train.output_dir={out}",
+                       config=config_root() / f"{DEMO}.py", script=LAZY_TRAIN_NET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "World size: 2" in (out / "log.txt").read_text()
+    assert "bbox" in json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]

@@ -79,3 +79,9 @@ model = L(GeneralizedRCNN)(
     pixel_std=[1.0, 1.0, 1.0],
     input_format="BGR",
 )
+
+# Base-Paper-FPN.yaml keeps Detectron2's FPN input scales and weight decay (not Faster R-CNN's
+# 600/1000 and 0.0005 of the C4 rows); the FPN leaves apply these to their data and schedule.
+FPN_TRAIN_SIZES = dict(min_size=(640, 672, 704, 736, 768, 800), max_size=1333)
+FPN_TEST_SIZES = dict(min_size=800, max_size=1333)
+FPN_WEIGHT_DECAY = 0.0001
