@@ -9,6 +9,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -40,38 +41,166 @@ def _adapted_c():
 # ---------------------------------------------------------------------------------------------
 # The installer itself
 # ---------------------------------------------------------------------------------------------
-def test_patch_fails_loudly_naming_file_and_text(tmp_path, monkeypatch):
+ORIGINAL = {"setup.py": "setup(\n    name='x',\n)\n",
+            "detectron2/a.py": "import numpy as np\nx = np.int\ny = np.int64\n"}
+
+
+def _tree(root):
+    """A small source tree with the files of ORIGINAL."""
+    for rel, text in ORIGINAL.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _diff(old, new):
+    """A -p1 unified diff from `old` to `new` ({path: text}), as git diff writes it."""
+    import difflib
+
+    return "".join(
+        f"diff --git a/{rel} b/{rel}\n" + "".join(difflib.unified_diff(
+            old[rel].splitlines(True), new[rel].splitlines(True), f"a/{rel}", f"b/{rel}"))
+        for rel in sorted(old) if old[rel] != new[rel])
+
+
+def _contents(root):
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(params=["git", "patch"])
+def patch_tool(request, monkeypatch):
+    """The installer, run once with git apply and once with GNU patch (as where git is missing)."""
+    import shutil
+
+    if not shutil.which(request.param):
+        pytest.skip(f"{request.param} is not installed")
+    which = shutil.which
+    hidden = {"git"} if request.param == "patch" else set()
     inst = _installer()
-    (tmp_path / "detectron2").mkdir()
-    (tmp_path / "setup.py").write_text("setup(name='x')\n")
-    monkeypatch.setattr(
-        inst, "PATCHES", [("setup.py", "ext_modules=get_extensions(),\n", "", 1, "no csrc")]
+    # inst.shutil is the shutil module; monkeypatch restores it after the test.
+    monkeypatch.setattr(inst.shutil, "which",
+                        lambda name, *a, **k: None if name in hidden else which(name, *a, **k))
+    return inst
+
+
+def test_patch_applies_exactly_and_the_stand_in_is_copied(tmp_path, patch_tool, monkeypatch):
+    inst = patch_tool
+    new = dict(ORIGINAL, **{"detectron2/a.py": "import numpy as np\nx = int\ny = np.int64\n"})
+    patch = tmp_path / "adaptation.patch"
+    patch.write_text("Text above the first diff is ignored.\n\n" + _diff(ORIGINAL, new))
+    monkeypatch.setattr(inst, "PATCH_FILE", patch)
+    tree = _tree(tmp_path / "tree")
+    inst.adapt(tree)
+    standin = (tree / "detectron2" / "_C.py").read_text()
+    assert standin.startswith(inst.STANDIN.read_text())
+    assert standin.endswith(f"__adapted_by__ = {inst.fingerprint()!r}\n")
+    contents = _contents(tree)
+    del contents["detectron2/_C.py"]
+    assert contents == new
+
+    # Applied a second time (or to an archive that already has the change): an error, not a
+    # silent no-op or a reversal.
+    (tree / "detectron2" / "_C.py").unlink()
+    with pytest.raises(inst.SetupError, match="detectron2/a.py"):
+        inst.apply_patch(tree, patch)
+    assert _contents(tree) == new
+
+
+def test_a_patch_that_does_not_apply_stops_and_changes_nothing(tmp_path, patch_tool):
+    """The first file's hunk would apply, the second's does not: the error names the file and
+    the hunk, and neither file is touched."""
+    inst = patch_tool
+    new = {"setup.py": "setup(\n    name='y',\n)\n",
+           "detectron2/a.py": "import numpy as np\nx = int\ny = np.int64\n"}
+    patch = tmp_path / "adaptation.patch"
+    patch.write_text(_diff(ORIGINAL, new))
+    tree = _tree(tmp_path / "tree")
+    (tree / "setup.py").write_text("setup(\n    name='z',\n)\n")  # a.py is as the patch expects
+    before = _contents(tree)
+    with pytest.raises(inst.SetupError) as error:
+        inst.apply_patch(tree, patch)
+    message = str(error.value)
+    assert str(patch) in message and "Nothing was changed" in message
+    assert inst.ARCHIVE_REQ in message
+    if "git apply says" in message:
+        assert "patch failed: setup.py:1" in message
+    else:
+        assert "checking file setup.py\nHunk #1 FAILED at 1" in message
+    assert _contents(tree) == before  # no file patched, no .orig or .rej left behind
+
+
+def test_without_git_or_patch_the_error_says_what_to_install(tmp_path, monkeypatch):
+    inst = _installer()
+    monkeypatch.setattr(inst.shutil, "which", lambda name, *a, **k: None)
+    tree = _tree(tmp_path / "tree")
+    with pytest.raises(inst.SetupError, match=r"needs git or GNU patch.*install one"):
+        inst.apply_patch(tree, inst.PATCH_FILE)
+    assert _contents(tree) == ORIGINAL
+
+
+def test_an_archive_with_its_own_compiled_module_is_not_shadowed(tmp_path):
+    inst = _installer()
+    tree = _tree(tmp_path / "tree")
+    (tree / "detectron2" / "_C.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    with pytest.raises(inst.SetupError, match="already has a detectron2/_C module"):
+        inst.adapt(tree)
+    assert not (tree / "detectron2" / "_C.py").exists()
+
+
+def test_fingerprint_and_stamp_follow_the_patch_and_the_stand_in(tmp_path, monkeypatch):
+    """Editing either file changes the fingerprint (re-install) and the stamp key (make setup)."""
+    inst = _installer()
+    assert {inst.PATCH_FILE, inst.STANDIN} <= set(inst.stamp_inputs())
+    before = inst.fingerprint()
+    for name in ("PATCH_FILE", "STANDIN"):
+        edited = tmp_path / name
+        edited.write_bytes(getattr(inst, name).read_bytes() + b"\n")
+        with monkeypatch.context() as m:
+            m.setattr(inst, name, edited)
+            assert inst.fingerprint() != before
+    assert inst.fingerprint() == before
+
+
+def test_the_stand_in_module_imports_and_its_ops_raise_a_clear_error():
+    """tools/pb1-detectron2-0.6/_C.py as it is in the repository, imported on its own."""
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('standin', sys.argv[1])\n"
+        "m = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        "assert m.has_cuda() is False and 'not built' in m.get_cuda_version()\n"
+        "assert not hasattr(m, '__adapted_by__')  # the installer adds it to the installed copy\n"
+        "for op in (m.deform_conv_forward, m.nms_rotated, m.some_future_op):\n"
+        "    try:\n"
+        "        op(1, 2)\n"
+        "    except RuntimeError as e:\n"
+        "        print(repr(e))\n"
     )
-    with pytest.raises(inst.SetupError) as e:
-        inst.apply_patches(tmp_path)
-    assert "setup.py" in str(e.value) and "ext_modules=get_extensions()" in str(e.value)
-    assert "found 0" in str(e.value)
+    result = subprocess.run([sys.executable, "-c", code, str(_installer().STANDIN)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    deform, rotated, future = result.stdout.splitlines()
+    assert "deform_conv_forward is not available" in deform
+    assert "deformable convolution" in deform and "pip install --no-build-isolation" in deform
+    assert "nms_rotated" in rotated and "rotated boxes" in rotated
+    assert "some_future_op" in future and "compiled ops" in future
 
 
-def test_patch_counts_occurrences_exactly(tmp_path, monkeypatch):
-    inst = _installer()
-    (tmp_path / "detectron2").mkdir()
-    f = tmp_path / "detectron2" / "a.py"
-    f.write_text("x = np.int\ny = np.int64\nz = np.bool\n")
-    monkeypatch.setattr(inst, "PATCHES", [("detectron2/a.py", inst._NP_ALIAS, r"\1", 2, "np")])
-    inst.apply_patches(tmp_path)
-    assert f.read_text() == "x = int\ny = np.int64\nz = bool\n"
-    assert (tmp_path / "detectron2" / "_C.py").is_file()
-
-    f.write_text("x = np.int\n")  # one occurrence where two are expected
-    (tmp_path / "detectron2" / "_C.py").unlink()
-    with pytest.raises(inst.SetupError, match="expected 2 occurrence"):
-        inst.apply_patches(tmp_path)
+# Checked in the adapted archive, over every .py file that gets installed (detectron2/ and the
+# projects its setup.py installs as detectron2.projects.*): none of these may remain.
+REMOVED_APIS = [
+    (r"\bnp\.(bool|int|float|str)\b", "a numpy alias removed in numpy 1.24"),
+    (r"pkg_resources", "pkg_resources, removed in setuptools 81"),
+    (r"Image\.LINEAR\b", "PIL.Image.LINEAR, removed in Pillow 10"),
+    (r"Image\.ANTIALIAS\b", "PIL.Image.ANTIALIAS, removed in Pillow 10"),
+    (r"torch\._six\b", "torch._six, removed in torch 2.0"),
+]
 
 
 @pytest.fixture(scope="module")
 def patched_archive(tmp_path_factory):
-    """The real pb1-detectron2 archive, extracted and patched (not installed)."""
+    """The real pb1-detectron2 archive, extracted and adapted (not installed)."""
     inst = _installer()
     archive = inst.WORK_DIR / inst.ARCHIVE_NAME
     if not archive.is_file():
@@ -84,16 +213,26 @@ def patched_archive(tmp_path_factory):
         else:
             tf.extractall(tmp_path)
     tree = tmp_path / inst.ARCHIVE_TOP
-    inst.apply_patches(tree)
+    inst.adapt(tree)
     return tree
 
 
 @pytest.mark.install
 def test_patches_apply_to_the_real_archive(patched_archive):
+    inst = _installer()
     standin = (patched_archive / "detectron2" / "_C.py").read_text()
-    assert _installer().fingerprint() in standin
+    assert standin.startswith(inst.STANDIN.read_text())
+    assert standin.endswith(f"__adapted_by__ = {inst.fingerprint()!r}\n")
     compile(standin, "_C.py", "exec")
     compile((patched_archive / "setup.py").read_text(), "setup.py", "exec")
+    assert not list(patched_archive.rglob("*.orig")) and not list(patched_archive.rglob("*.rej"))
+    files = sorted([*(patched_archive / "detectron2").rglob("*.py"),
+                    *(patched_archive / "projects").rglob("*.py")])
+    assert len(files) > 100
+    for pattern, what in REMOVED_APIS:
+        for f in files:
+            assert not re.search(pattern, f.read_text(encoding="utf-8")), (
+                f"{f.relative_to(patched_archive)} still uses {what}: extend {inst.PATCH_FILE}")
 
 
 @pytest.mark.install

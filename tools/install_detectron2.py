@@ -7,15 +7,15 @@
 `make setup`, `make test` and `make demo` run this first. In order, it:
 
 1. returns at once if a stamp file says this environment was already set up from the same
-   requirement files, installer and setup.py (``--force`` ignores the stamp);
+   requirement files, installer, adaptation (tools/pb1-detectron2-0.6/) and setup.py
+   (``--force`` ignores the stamp);
 2. installs requirements/torch.txt if the environment has no torch (an existing torch is kept),
    then requirements/base.txt and OpenCV (opencv-python where libGL.so.1 loads, else
    opencv-python-headless);
 3. keeps a detectron2 that already works (a source build of upstream main with compiled ops,
    say) untouched; otherwise fetches upstream v0.6 as the PyPI source archive
    ``pb1-detectron2==0.6`` with the user's own pip configuration, checks its sha256, extracts
-   it under build/install_detectron2/, adapts it with the PATCHES below and a pure-Python
-   stand-in for ``detectron2._C``, and ``pip install``s the adapted tree;
+   it under build/install_detectron2/, adapts it (below) and ``pip install``s the adapted tree;
 4. installs this repository in editable mode (``pip install -e . --no-deps``);
 5. writes the stamp.
 
@@ -27,15 +27,18 @@ provides RoIAlign and NMS on CPU and CUDA) and COCO evaluation can use pycocotoo
 adapted v0.6 trains and evaluates that model. Ops that do need the compiled code (rotated boxes,
 deformable convolution, the C++ COCO evaluator) raise a RuntimeError that says so.
 
-Every patch is an exact text replacement with an expected number of occurrences; a mismatch
-stops the install and names the file and the text, so a changed archive is noticed rather than
-half-patched. None of Detectron2's code lives in this repository.
+The adaptation lives in tools/pb1-detectron2-0.6/: ``adaptation.patch``, a unified diff against
+the archive's top folder that says why each file changes, applied with ``git apply`` (or GNU
+``patch`` where git is missing), every hunk checked before anything is written, so a changed
+archive stops the install naming the file and hunk rather than being half-patched; and ``_C.py``,
+the pure-Python stand-in for ``detectron2._C``, copied in with the adaptation's fingerprint
+appended. None of Detectron2's code lives in this repository, apart from the lines the patch
+quotes as its context.
 """
 import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -69,357 +72,76 @@ def log(msg):
 
 
 # --------------------------------------------------------------------------------------------
-# The adaptation of pb1-detectron2 0.6. Each entry: (file in the archive, old text, new text,
-# expected number of occurrences, one-line reason). Old text is an exact substring, except
-# entries whose old text starts with "re:", which are regular expressions.
+# The adaptation of pb1-detectron2 0.6: a patch and a stand-in for the compiled extension, both
+# in tools/pb1-detectron2-0.6/ (the patch file says why each file changes).
 # --------------------------------------------------------------------------------------------
-_NP_ALIAS = r"re:\bnp\.(bool|int|float|str)\b"
-
-PATCHES = [
-    # -- setup.py ------------------------------------------------------------------------------
-    (
-        "setup.py",
-        "    ext_modules=get_extensions(),\n"
-        '    cmdclass={"build_ext": torch.utils.cpp_extension.BuildExtension},\n',
-        "",
-        1,
-        "the archive has no detectron2/layers/csrc, so there is no extension to build; "
-        "detectron2/_C.py (written below) stands in for it",
-    ),
-    (
-        "setup.py",
-        '        "future",  # used by caffe2\n        "pydot",  # used to save caffe2 SVGs\n',
-        "",
-        1,
-        "no detectron2 module imports future or pydot (they served the Caffe2 exporter)",
-    ),
-    (
-        "setup.py",
-        '        "black==21.4b2",\n',
-        "",
-        1,
-        "black only formats LazyConfig.to_py output (Python-syntax configs); the yacs configs "
-        "used here never need it, and a 2021 pin has no place in a run-time environment",
-    ),
-    (
-        "setup.py",
-        '    package_data={"detectron2.model_zoo": get_model_zoo_configs()},\n',
-        '    package_data={"detectron2.model_zoo": [\n'
-        "        path.relpath(p, path.join(path.dirname(path.abspath(__file__)), "
-        '"detectron2", "model_zoo"))\n'
-        "        for p in glob.glob(path.join(path.dirname(path.abspath(__file__)), "
-        '"detectron2", "model_zoo", "configs", "**", "*.*"), recursive=True)\n'
-        "    ]},\n",
-        1,
-        "get_model_zoo_configs() globs a top-level configs/ that the archive lacks (its configs "
-        "already sit in detectron2/model_zoo/configs), so no model-zoo YAML was installed",
-    ),
-    # -- Pillow 10 removed Image.LINEAR --------------------------------------------------------
-    (
-        "detectron2/data/transforms/transform.py",
-        "interp=Image.LINEAR",
-        "interp=Image.BILINEAR",
-        1,
-        "Pillow 10 removed Image.LINEAR (an alias of BILINEAR); its use as a default argument "
-        "broke `import detectron2.data`",
-    ),
-    # -- setuptools 81 removed pkg_resources ---------------------------------------------------
-    (
-        "detectron2/model_zoo/model_zoo.py",
-        "import pkg_resources\n",
-        "",
-        1,
-        "setuptools 81 removed pkg_resources; `import detectron2.model_zoo` failed",
-    ),
-    (
-        "detectron2/model_zoo/model_zoo.py",
-        "    cfg_file = pkg_resources.resource_filename(\n"
-        '        "detectron2.model_zoo", os.path.join("configs", config_path)\n'
-        "    )\n",
-        "    cfg_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "
-        '"configs", config_path)\n',
-        1,
-        "get_config_file(): the configs are package data next to this module",
-    ),
-    # -- torch 2.x ships no caffe2 -------------------------------------------------------------
-    (
-        "detectron2/export/__init__.py",
-        "from .api import *\n",
-        "try:  # the Caffe2 exporter (export/api.py) imports caffe2 at module level\n"
-        "    import caffe2.proto  # noqa: F401\n"
-        "except ImportError:\n"
-        "    pass\n"
-        "else:\n"
-        "    from .api import *\n",
-        1,
-        "torch no longer ships caffe2, so `import detectron2.export` (and "
-        "detectron2.utils.analysis, which imports TracingAdapter from it) failed; without "
-        "caffe2 the Caffe2 exporter (Caffe2Tracer, Caffe2Model, add_export_config) is left out, "
-        "as upstream does after v0.6",
-    ),
-    # -- multi-process training on CPU -----------------------------------------------------------
-    (
-        "detectron2/engine/launch.py",
-        '    assert torch.cuda.is_available(), "cuda is not available. Please check your '
-        'installation."\n'
-        "    global_rank = machine_rank * num_gpus_per_machine + local_rank\n"
-        "    try:\n"
-        "        dist.init_process_group(\n"
-        '            backend="NCCL",\n',
-        "    has_gpu = torch.cuda.is_available()\n"
-        "    if has_gpu:\n"
-        "        assert num_gpus_per_machine <= torch.cuda.device_count()\n"
-        "    global_rank = machine_rank * num_gpus_per_machine + local_rank\n"
-        "    try:\n"
-        "        dist.init_process_group(\n"
-        '            backend="NCCL" if has_gpu else "GLOO",\n',
-        1,
-        "launch() asserted CUDA for >1 process; without CUDA use gloo (as upstream main does)",
-    ),
-    (
-        "detectron2/engine/launch.py",
-        "    assert num_gpus_per_machine <= torch.cuda.device_count()\n"
-        "    torch.cuda.set_device(local_rank)\n",
-        "    if has_gpu:\n        torch.cuda.set_device(local_rank)\n",
-        1,
-        "launch(): set a CUDA device per process only when there is CUDA",
-    ),
-    (
-        "detectron2/engine/defaults.py",
-        '    if "device_ids" not in kwargs:\n'
-        '        kwargs["device_ids"] = [comm.get_local_rank()]\n',
-        '    if "device_ids" not in kwargs and any(p.is_cuda for p in model.parameters()):\n'
-        '        kwargs["device_ids"] = [comm.get_local_rank()]\n',
-        1,
-        "create_ddp_model(): DistributedDataParallel rejects device_ids for a CPU model, which "
-        "broke DefaultTrainer with more than one CPU process",
-    ),
-    (
-        "detectron2/engine/defaults.py",
-        "    def run_step(self):\n"
-        "        self._trainer.iter = self.iter\n"
-        "        self._trainer.run_step()\n",
-        "    def run_step(self):\n"
-        "        self._trainer.iter = self.iter\n"
-        "        self._trainer.run_step()\n"
-        "\n"
-        "    def state_dict(self):\n"
-        "        ret = super().state_dict()\n"
-        '        ret["_trainer"] = self._trainer.state_dict()\n'
-        "        return ret\n"
-        "\n"
-        "    def load_state_dict(self, state_dict):\n"
-        "        super().load_state_dict(state_dict)\n"
-        '        if "_trainer" in state_dict:  # absent from checkpoints of unpatched v0.6\n'
-        '            self._trainer.load_state_dict(state_dict["_trainer"])\n',
-        1,
-        "DefaultTrainer checkpoints left out the optimizer state, so --resume restarted SGD "
-        "momentum from zero; save and restore it as upstream did after v0.6",
-    ),
-    # -- numpy 1.24 removed np.bool/np.int/np.float/np.str (they were the builtins) ------------
-    # Same semantics: the aliases were the Python builtins. The pascal_voc_evaluation count
-    # includes a commented-out line.
-    ("detectron2/evaluation/pascal_voc_evaluation.py", _NP_ALIAS, r"\1", 2,
-     "numpy>=1.24 has no np.bool: VOC evaluation failed"),
-    ("detectron2/data/datasets/pascal_voc.py", _NP_ALIAS, r"\1", 1,
-     "numpy>=1.24 has no np.str: loading a VOC split failed"),
-    ("detectron2/data/build.py", _NP_ALIAS, r"\1", 2,
-     "numpy>=1.24 has no np.int: the class histogram DefaultTrainer logs failed"),
-    ("detectron2/evaluation/sem_seg_evaluation.py", _NP_ALIAS, r"\1", 7,
-     "numpy>=1.24 has no np.int/np.float: semantic-segmentation evaluation failed"),
-    ("detectron2/structures/masks.py", _NP_ALIAS, r"\1", 3,
-     "numpy>=1.24 has no np.bool: mask structures failed"),
-    ("detectron2/utils/visualizer.py", _NP_ALIAS, r"\1", 3,
-     "numpy>=1.24 has no np.bool: drawing panoptic segmentation failed"),
-    ("detectron2/utils/video_visualizer.py", _NP_ALIAS, r"\1", 1,
-     "numpy>=1.24 has no np.bool: the video visualizer failed"),
-]
-
-# Checked after patching, over every .py file that gets installed (detectron2/ and the projects
-# setup.py installs as detectron2.projects.*): none of these may remain.
-FORBIDDEN_AFTER_PATCHING = [
-    (_NP_ALIAS, "a numpy alias removed in numpy 1.24"),
-    ("pkg_resources", "pkg_resources, removed in setuptools 81"),
-    ("Image.LINEAR", "PIL.Image.LINEAR, removed in Pillow 10"),
-    ("Image.ANTIALIAS", "PIL.Image.ANTIALIAS, removed in Pillow 10"),
-    ("torch._six", "torch._six, removed in torch 2.0"),
-]
-
-# Reviewed and left alone (torch 2.14, numpy 2.4, Pillow 13, Python 3.11):
-# - torch.load's weights_only=True default (torch>=2.6) in fvcore's Checkpointer: the
-#   checkpoints DefaultTrainer writes hold only tensors, dicts, lists, numbers and strings
-#   (LRMultiplier.state_dict keeps base_lrs/last_epoch only), so resuming works; the test
-#   resumes one. Caffe2/Detectron .pkl weights are read with pickle, not torch.load.
-# - torch.meshgrid without indexing= (anchor generator), torch.cuda.amp.*, TypedStorage in
-#   comm._serialize_to_tensor: warnings only.
-# - Image.fromarray(..., mode="L"/format) still works in Pillow 13.
-
-# The stand-in for the compiled extension. @FINGERPRINT@ is filled in with fingerprint().
-C_STANDIN = '''\
-# Written by resnet_backbone's tools/install_detectron2.py; not part of upstream detectron2.
-"""Pure-Python stand-in for detectron2's compiled extension ``detectron2._C``.
-
-This detectron2 is upstream v0.6 installed from the PyPI source archive pb1-detectron2==0.6,
-which ships no C++/CUDA sources, so it has no compiled ops. Faster R-CNN with axis-aligned boxes
-needs none of them: torchvision provides RoIAlign and NMS on CPU and CUDA, and COCOEvaluator
-evaluates with pycocotools when given use_fast_impl=False. Everything else here raises a
-RuntimeError naming the op, what needs it and how to get a full build. Nothing fails at import.
-"""
-
-__adapted_by__ = "@FINGERPRINT@"
-
-_NOT_BUILT = (
-    "not built: detectron2 installed by resnet_backbone's tools/install_detectron2.py "
-    "from pb1-detectron2==0.6, without compiled ops"
-)
-
-_FULL_BUILD = (
-    "For the compiled ops, build detectron2 from source with a C++ compiler (and CUDA for the "
-    "GPU kernels) in this environment: pip uninstall -y pb1-detectron2 && "
-    "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git' "
-    "(see https://detectron2.readthedocs.io/en/latest/tutorials/install.html); "
-    "tools/install_detectron2.py leaves such a build untouched."
-)
-
-_ROTATED = (
-    "rotated boxes (RotatedBoxes.pairwise_iou, rotated NMS, ROIAlignRotated: RRPN and "
-    "RROIHeads)",
-    "",
-)
-_DEFORM = (
-    "deformable convolution (DeformConv, ModulatedDeformConv, "
-    "MODEL.RESNETS.DEFORM_ON_PER_STAGE)",
-    "",
-)
-_COCO_CPP = (
-    "the C++ COCO evaluator (COCOEvaluator's default use_fast_impl=True)",
-    " Evaluate with pycocotools instead: COCOEvaluator(dataset_name, ..., use_fast_impl=False).",
-)
-
-_NEEDED_BY = {
-    "box_iou_rotated": _ROTATED,
-    "nms_rotated": _ROTATED,
-    "roi_align_rotated_forward": _ROTATED,
-    "roi_align_rotated_backward": _ROTATED,
-    "deform_conv_forward": _DEFORM,
-    "deform_conv_backward_input": _DEFORM,
-    "deform_conv_backward_filter": _DEFORM,
-    "modulated_deform_conv_forward": _DEFORM,
-    "modulated_deform_conv_backward": _DEFORM,
-    "COCOevalAccumulate": _COCO_CPP,
-    "COCOevalEvaluateImages": _COCO_CPP,
-    "InstanceAnnotation": _COCO_CPP,
-    "ImageEvaluation": _COCO_CPP,
-}
-
-
-def get_compiler_version():
-    return _NOT_BUILT
-
-
-def get_cuda_version():
-    return _NOT_BUILT
-
-
-def has_cuda():
-    # collect_env.py runs cuobjdump on _C.__file__ only when this is true.
-    return False
-
-
-def _missing_op(name):
-    what, instead = _NEEDED_BY.get(name, ("a feature that needs detectron2's compiled ops", ""))
-
-    def op(*args, **kwargs):
-        raise RuntimeError(
-            f"detectron2._C.{name} is not available: this detectron2 has no compiled ops "
-            f"(pb1-detectron2==0.6 adapted by resnet_backbone's tools/install_detectron2.py). "
-            f"It is needed for {what}.{instead} {_FULL_BUILD}"
-        )
-
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = f"Unavailable compiled op {name}: calling it raises RuntimeError."
-    return op
-
-
-for _name in _NEEDED_BY:
-    globals()[_name] = _missing_op(_name)
-
-
-def __getattr__(name):
-    # Any other op of the compiled extension: a callable that raises when called.
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return _missing_op(name)
-
-
-# v0.6 calls rotated NMS as torch.ops.detectron2.nms_rotated, which the compiled extension
-# registers; register a stand-in op with the same schema that raises the same message.
-try:
-    import torch as _torch
-
-    _LIB = _torch.library.Library("detectron2", "FRAGMENT")
-    _LIB.define("nms_rotated(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-
-    def _nms_rotated(dets, scores, iou_threshold):
-        return nms_rotated(dets, scores, iou_threshold)  # noqa: F821 (defined above)
-
-    _LIB.impl("nms_rotated", _nms_rotated, "CompositeExplicitAutograd")
-except Exception:  # never fail at import; calling the op then fails in torch.ops instead
-    pass
-'''
+ADAPTATION = REPO / "tools" / ARCHIVE_TOP
+PATCH_FILE = ADAPTATION / "adaptation.patch"  # -p1, relative to the archive's top folder
+STANDIN = ADAPTATION / "_C.py"  # installed as detectron2/_C.py
 
 
 def fingerprint():
-    """Identifies the adaptation: archive + patches + stand-in. Stored in detectron2/_C.py."""
-    h = hashlib.sha256()
-    h.update(ARCHIVE_SHA256.encode())
-    h.update(repr(PATCHES).encode())
-    h.update(C_STANDIN.encode())
+    """Identifies the adaptation: the archive's hash and the patch's and stand-in's bytes.
+
+    Installed as the stand-in's ``__adapted_by__``, so editing either file forces a re-install.
+    """
+    h = hashlib.sha256(ARCHIVE_SHA256.encode())
+    for f in (PATCH_FILE, STANDIN):
+        h.update(b"\0" + f.read_bytes())
     return "pb1-detectron2-0.6+rb." + h.hexdigest()[:12]
 
 
-def _count(text, old):
-    if old.startswith("re:"):
-        return len(re.findall(old[3:], text))
-    return text.count(old)
+def apply_patch(tree, patch):
+    """Apply `patch` (-p1) to the folder `tree`, all of it or nothing; SetupError if it fails.
+
+    Uses git apply, or GNU patch where git is missing; either one first checks every hunk
+    without writing, so a mismatch leaves `tree` untouched and the error names file and hunk.
+    """
+    tree, patch = Path(tree), Path(patch).resolve()
+    env = dict(os.environ)
+    if shutil.which("git"):
+        # The ceiling keeps git from finding an enclosing repository (this checkout, for a tree
+        # under build/), so it patches the folder as it is, like GNU patch.
+        for var in ("GIT_DIR", "GIT_WORK_TREE"):
+            env.pop(var, None)
+        env["GIT_CEILING_DIRECTORIES"] = str(tree.resolve().parent)
+        tool, apply = "git apply", ["git", "apply", "-p1", "--whitespace=nowarn"]
+        steps = [apply + ["--check", patch], apply + [patch]]
+    elif shutil.which("patch"):
+        # --forward: a hunk found already applied is a failure, not a reason to reverse it.
+        tool, apply = "patch", ["patch", "-p1", "--forward", "--batch", "--fuzz=0",
+                                "--no-backup-if-mismatch", "-i", patch]
+        steps = [apply + ["--dry-run"], apply]
+    else:
+        raise SetupError(
+            f"applying {patch.name} needs git or GNU patch, and neither is on PATH: install one "
+            "(e.g. apt-get install git, or patch), then run this again"
+        )
+    for checking, cmd in zip((True, False), steps):
+        r = subprocess.run([str(c) for c in cmd], cwd=tree, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SetupError(
+                f"{patch} does not apply to {tree}; {tool} says:\n"
+                f"{(r.stderr + r.stdout).strip()}\n"
+                + ("Nothing was changed: the " if checking else "The ")
+                + f"{ARCHIVE_REQ} archive is not the one the patch was written for"
+            )
 
 
-def apply_patches(tree):
-    """Apply PATCHES to the extracted archive at `tree`; raise SetupError on any mismatch."""
+def adapt(tree):
+    """Turn the extracted archive at `tree` into the adapted detectron2 (patch + stand-in)."""
     tree = Path(tree)
-    for rel, old, new, expected, reason in PATCHES:
-        f = tree / rel
-        if not f.is_file():
-            raise SetupError(
-                f"patch failed: {rel} is missing from the archive (patch: {reason})"
-            )
-        text = f.read_text(encoding="utf-8")
-        found = _count(text, old)
-        if found != expected:
-            raise SetupError(
-                f"patch failed: expected {expected} occurrence(s) of {old!r} in {rel}, found "
-                f"{found}. The {ARCHIVE_REQ} archive is not the one this installer was written "
-                f"for (patch: {reason})"
-            )
-        if old.startswith("re:"):
-            text = re.sub(old[3:], new, text)
-        else:
-            text = text.replace(old, new)
-        f.write_text(text, encoding="utf-8")
-    for pattern, what in FORBIDDEN_AFTER_PATCHING:
-        for f in sorted([*(tree / "detectron2").rglob("*.py"), *(tree / "projects").rglob("*.py")]):
-            text = f.read_text(encoding="utf-8")
-            if _count(text, pattern):
-                raise SetupError(
-                    f"patch check failed: {f.relative_to(tree)} still uses {what} "
-                    f"({pattern!r}); add a patch for it to tools/install_detectron2.py"
-                )
-    standin = tree / "detectron2" / "_C.py"
-    if standin.exists() or list((tree / "detectron2").glob("_C.*")):
+    if list((tree / "detectron2").glob("_C.*")):
         raise SetupError(
             "the archive already has a detectron2/_C module; the stand-in would shadow it"
         )
-    standin.write_text(C_STANDIN.replace("@FINGERPRINT@", fingerprint()), encoding="utf-8")
+    apply_patch(tree, PATCH_FILE)
+    (tree / "detectron2" / "_C.py").write_bytes(
+        STANDIN.read_bytes()
+        + b"\n# Added by tools/install_detectron2.py: the adaptation this copy belongs to.\n"
+        + f"__adapted_by__ = {fingerprint()!r}\n".encode()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +247,7 @@ def fetch_archive(python):
         if sha != ARCHIVE_SHA256:
             raise SetupError(
                 f"{ARCHIVE_NAME} has sha256 {sha}, expected {ARCHIVE_SHA256}: the index pip "
-                f"uses serves a different archive than the one the patches were written for"
+                f"uses serves a different archive than the one the patch was written for"
             )
         shutil.move(str(got), str(archive))
     return archive
@@ -553,7 +275,7 @@ def build_adapted_tree(archive):
                     raise SetupError(f"unsafe path in {archive}: {m.name}")
             tf.extractall(src)
     tree = src / ARCHIVE_TOP
-    apply_patches(tree)
+    adapt(tree)
     return tree
 
 
@@ -631,7 +353,7 @@ def install_project(python):
 # The stamp: makes a re-run with nothing changed take well under a second.
 # --------------------------------------------------------------------------------------------
 def stamp_inputs():
-    files = sorted(REQUIREMENTS.glob("*.txt")) + [Path(__file__).resolve()]
+    files = sorted(REQUIREMENTS.glob("*.txt")) + [Path(__file__).resolve(), PATCH_FILE, STANDIN]
     files += [REPO / f for f in ("setup.py", "setup.cfg", "pyproject.toml")]
     return [f for f in files if f.is_file()]
 
