@@ -16,11 +16,12 @@ from resnet_backbone.data import evaluation
 
 @pytest.fixture(scope="module")
 def synthetic_val(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("d2") / "synthetic_shapes")
-    data.ensure_synthetic(root, seed=0, num_train=1, num_val=8)
-    data.register_synthetic(root)
-    yield root
-    data.register_synthetic()
+    """$DETECTRON2_DATASETS, set after the names were registered, holds a small synthetic tree."""
+    datasets = str(tmp_path_factory.mktemp("d2"))
+    root = data.ensure_synthetic(data.synthetic_root(datasets), seed=0, num_train=1, num_val=8)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DETECTRON2_DATASETS", datasets)
+        yield root
 
 
 def _gt(record):
@@ -116,7 +117,7 @@ def test_fast_coco_eval_only_with_compiled_ops():
 
 
 @pytest.fixture
-def voc2012_test(tmp_path):
+def voc2012_test(tmp_path, monkeypatch):
     root = tmp_path / "d2"
     voc = root / "VOC2012"
     (voc / "ImageSets" / "Main").mkdir(parents=True)
@@ -125,9 +126,8 @@ def voc2012_test(tmp_path):
     (voc / "ImageSets" / "Main" / "test.txt").write_text("".join(i + "\n" for i in ids))
     for i in ids:
         Image.new("RGB", (64, 48)).save(voc / "JPEGImages" / f"{i}.jpg")
-    data.register_paper_datasets(str(root))
-    yield str(root)
-    data.register_all()
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    return str(root)
 
 
 def _submission_run(out_dir):

@@ -1,6 +1,8 @@
 """`build_evaluator`: the evaluator reporting the paper's metric on a dataset (COCO AP for
 Table 8, VOC07 11-point mAP for Table 7, submission files for VOC 2012 test, both for the
-synthetic COCO-form splits), with the signature of `DefaultTrainer.build_evaluator`.
+synthetic COCO-form splits), with the signature of `DefaultTrainer.build_evaluator`. Each is
+one of Detectron2's evaluators or a subclass; they find a split's files through its metadata,
+which resolves them under the datasets root when the evaluator is built (`LocatedMetadata`).
 """
 import gzip
 import importlib.machinery
