@@ -143,6 +143,7 @@ def _submission_run(out_dir):
         dets.append(mine)
     writer = data.build_evaluator(None, "voc_2012_test", out_dir)
     assert isinstance(writer, data.VOC2012SubmissionWriter)
+    assert isinstance(writer, PascalVOCDetectionEvaluator)  # its detection lines, its gathering
     assert _run(writer, records, dets) == {}
     return records, dets
 
@@ -183,8 +184,9 @@ def test_voc2012_submission_files_parse_back_to_the_predictions(voc2012_test, tm
         want = sorted(expected.get(name, []))
         assert [g[0] for g in got] == [w[0] for w in want]
         for (_, gs, gbox), (_, ws, wbox) in zip(got, want):
-            assert gs == pytest.approx(ws, abs=1e-6)
-            assert gbox == pytest.approx(wbox, abs=6e-3)
+            # Detectron2's (and py-faster-rcnn's) lines: scores to 3 decimals, corners to 1
+            assert gs == pytest.approx(ws, abs=5e-4 + 1e-9)
+            assert gbox == pytest.approx(wbox, abs=0.05 + 1e-4)
 
 
 def test_voc2012_archive_is_reproducible(voc2012_test, tmp_path):
