@@ -15,6 +15,7 @@ warning, not a problem. The synthetic part is generated when it is missing.
 import argparse
 import os
 import sys
+from contextlib import contextmanager
 
 try:
     import resnet_backbone  # noqa: F401
@@ -27,7 +28,6 @@ from resnet_backbone.data import (  # noqa: E402
     SYNTHETIC_VOC_SPLITS,
     DatasetError,
     datasets_root,
-    register_all,
     validate_dataset,
 )
 from resnet_backbone.launch import load_config  # noqa: E402
@@ -90,9 +90,29 @@ def main(argv=None):
                         help="check the datasets of this training config instead of parts "
                              "(followed by KEY VALUE overrides, as tools/train_net.py)")
     args = parser.parse_args(argv)
+    with datasets_root_set(args.root):
+        return check(args)
+
+
+@contextmanager
+def datasets_root_set(root):
+    """$DETECTRON2_DATASETS is `root` (unless None) inside, and as it was after: the datasets
+    are loaded from the root the variable names at that time."""
+    before = os.environ.get("DETECTRON2_DATASETS")
+    if root is not None:
+        os.environ["DETECTRON2_DATASETS"] = root
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DETECTRON2_DATASETS", None)
+        else:
+            os.environ["DETECTRON2_DATASETS"] = before
+
+
+def check(args):
+    """What `main` does with its parsed arguments; the exit status."""
     if args.config_file:  # the positional arguments are KEY VALUE overrides then
-        if args.root is not None:
-            os.environ["DETECTRON2_DATASETS"] = args.root
         return report({args.config_file: check_config(args.config_file, args.parts)})
     if args.list:
         for part in PARTS:
@@ -102,9 +122,7 @@ def main(argv=None):
     if unknown:
         print(f"unknown part(s) {unknown}; choose from {list(PARTS)}", file=sys.stderr)
         return 2
-    root = datasets_root() if args.root is None else args.root
-    register_all(root)
-    print(f"Checking {os.path.abspath(root)}")
+    print(f"Checking {os.path.abspath(datasets_root())}")
     return report({part: check_part(part) for part in args.parts or list(PARTS)})
 
 

@@ -415,21 +415,19 @@ def test_shape_crop_is_the_square_around_the_box_edges_extended():
     assert corner.shape == (10, 10, 3) and corner.max() == 0
 
 
-def test_shape_crops_are_registered_as_classification_sets(tmp_path):
+def test_shape_crops_are_registered_as_classification_sets(tmp_path, monkeypatch):
     from detectron2.data import MetadataCatalog
 
-    from resnet_backbone.classification.shapes_crops import SPLITS, register_shapes_crops
+    from resnet_backbone.classification.shapes_crops import SPLITS
     from resnet_backbone.data import SHAPE_CLASSES
 
-    register_shapes_crops(str(tmp_path))
-    try:
-        for name in SPLITS:
-            meta = MetadataCatalog.get(name)
-            assert meta.evaluator_type == "classification"
-            assert meta.thing_classes == list(SHAPE_CLASSES)
-        assert not list(tmp_path.iterdir())  # nothing is drawn before a split is loaded
-    finally:
-        register_shapes_crops()
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    for name in SPLITS:
+        meta = MetadataCatalog.get(name)
+        assert meta.evaluator_type == "classification"
+        assert meta.thing_classes == list(SHAPE_CLASSES)
+        assert meta.dirname == str(tmp_path / "synthetic_shapes_cls")
+    assert not list(tmp_path.iterdir())  # nothing is drawn before a split is loaded
 
 
 def test_full_mode_scores_a_batch_as_each_image_alone():

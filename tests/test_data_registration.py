@@ -1,12 +1,16 @@
-"""Every dataset name registers and loads from a tiny fake tree; the tree checker finds faults."""
+"""Every dataset name is registered once and loads from a tiny fake tree at the root of the
+moment; the tree checker finds faults."""
 import importlib.util
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+from detectron2.structures import Boxes, Instances
 from PIL import Image
 
 import resnet_backbone.data as data
@@ -73,15 +77,13 @@ def make_fake_tree(root):
 
 
 @pytest.fixture
-def fake_root(tmp_path):
+def fake_root(tmp_path, monkeypatch):
     root = make_fake_tree(tmp_path / "d2")
-    data.register_all(root)
-    yield root
-    data.register_all()  # back to $DETECTRON2_DATASETS for the other tests
+    monkeypatch.setenv("DETECTRON2_DATASETS", root)
+    return root
 
 
 def test_default_root_keeps_detectron2s_coco_entries_and_voc_paths():
-    data.register_all()
     root = data.datasets_root()
     for name in ("coco_2014_train", "coco_2014_val", "coco_2017_val"):
         expected = os.path.join(root, PAPER_SPLITS[name].json_file)
@@ -124,11 +126,42 @@ def test_voc_combos_concatenate_their_parts(fake_root):
     assert len(DatasetCatalog.get("voc_0712pp_trainval")) == 6
 
 
-def test_register_all_is_idempotent(fake_root):
-    before = {name: DatasetCatalog[name] for name in DatasetCatalog.list()}
-    data.register_all(fake_root)
-    data.register_all(fake_root)
-    assert {name: DatasetCatalog[name] for name in DatasetCatalog.list()} == before
+def _perfect_output(record):
+    """A model output holding exactly the ground-truth boxes of `record`."""
+    inst = Instances((record["height"], record["width"]))
+    inst.pred_boxes = Boxes(torch.tensor([a["bbox"] for a in record["annotations"]]))
+    inst.scores = torch.ones(len(record["annotations"]))
+    inst.pred_classes = torch.tensor([a["category_id"] for a in record["annotations"]])
+    return {"instances": inst}
+
+
+def test_each_name_is_registered_once_and_follows_the_root(fake_root, tmp_path, monkeypatch):
+    """Registered at import; a $DETECTRON2_DATASETS set later is read when a split is loaded
+    and when its evaluator is built, the catalogs' entries staying as they are."""
+    names = DatasetCatalog.list()
+    entries = {name: (DatasetCatalog[name], MetadataCatalog.get(name)) for name in names}
+    other = make_fake_tree(tmp_path / "other")
+    shutil.rmtree(fake_root)  # what is found now can only come from `other`
+    monkeypatch.setenv("DETECTRON2_DATASETS", other)
+
+    for name in ("voc_2007_test", "coco_2014_val", "synthetic_shapes_val", "voc_0712pp_trainval"):
+        assert all(r["file_name"].startswith(other) for r in DatasetCatalog.get(name)), name
+    assert data.dataset_location("voc_2007_test") == {"dirname": os.path.join(other, "VOC2007")}
+    assert MetadataCatalog.get("coco_2014_val").json_file == os.path.join(
+        other, "coco", "annotations", "instances_val2014.json")
+
+    voc = data.build_evaluator(None, "voc_2007_test", str(tmp_path / "voc_eval"))
+    voc.reset()
+    for record in DatasetCatalog.get("voc_2007_test"):
+        voc.process([record], [_perfect_output(record)])
+    # other's xml files read: dog's AP is 100, the 19 classes without boxes count 0
+    assert voc.evaluate()["bbox"]["AP50"] == pytest.approx(100.0 / 20)
+    coco = data.build_evaluator(None, "coco_2014_val", str(tmp_path / "coco_eval"))
+    assert sorted(coco._coco_api.getImgIds()) == [10, 11]  # opened other's json
+
+    assert DatasetCatalog.list() == names
+    for name, (load, meta) in entries.items():  # the same objects: nothing re-registered
+        assert DatasetCatalog[name] is load and MetadataCatalog.get(name) is meta, name
 
 
 def test_synthetic_metadata_serves_both_evaluators(fake_root):
@@ -219,3 +252,23 @@ def test_checker_checks_the_user_datasets_of_a_config(tmp_path, capsys):
     assert check.main(["--config-file", str(config), "SOLVER.MAX_ITER", "3"]) == 1
     out = capsys.readouterr().out
     assert "image file does not exist" in out and first in out
+
+
+def test_a_user_dataset_name_is_registered_once(tmp_path, monkeypatch):
+    from detectron2.config import CfgNode, get_cfg
+
+    from resnet_backbone import add_resnet_backbone_config
+    from resnet_backbone.data.custom import register_user_datasets
+
+    def declare(dirname):
+        cfg = add_resnet_backbone_config(get_cfg())
+        cfg.DATASETS.USER["mine_once"] = CfgNode(
+            {"FORMAT": "voc", "DIRNAME": dirname, "SPLIT": "test", "CLASSES": ["dog"]})
+        register_user_datasets(cfg)
+
+    declare("mine")
+    declare("mine")  # the same declaration again (every set-up of a process): nothing happens
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    assert data.dataset_location("mine_once") == {"dirname": str(tmp_path / "mine")}
+    with pytest.raises(ValueError, match="DATASETS.USER.mine_once: .*registered once"):
+        declare("yours")

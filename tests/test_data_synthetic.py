@@ -116,29 +116,25 @@ def test_objects_are_visible_varied_and_occluded():
     assert occluded >= 5  # some objects are partly hidden by later ones
 
 
-def test_both_forms_load_through_detectron2_with_the_same_boxes(tmp_path):
-    root = str(tmp_path / "synthetic_shapes")
-    data.ensure_synthetic(root, **SMALL)
-    data.register_synthetic(root)
-    try:
-        for split in ("train", "val"):
-            coco = DatasetCatalog.get(f"synthetic_shapes_{split}")
-            voc = DatasetCatalog.get(f"synthetic_shapes_voc_{split}")
-            assert len(coco) == len(voc) == SMALL[f"num_{split}"]
-            by_id = {r["image_id"]: r for r in voc}
-            for rec in coco:
-                file_id = os.path.splitext(os.path.basename(rec["file_name"]))[0]
-                other = by_id[file_id]
-                assert (rec["height"], rec["width"]) == (other["height"], other["width"])
-                assert open(rec["file_name"], "rb").read() == open(other["file_name"], "rb").read()
-                boxes_coco = [
-                    (a["category_id"], BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS))
-                    for a in rec["annotations"]
-                ]
-                boxes_voc = [(a["category_id"], a["bbox"]) for a in other["annotations"]]
-                assert boxes_coco == boxes_voc
-    finally:
-        data.register_synthetic()
+def test_both_forms_load_through_detectron2_with_the_same_boxes(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    data.ensure_synthetic(data.synthetic_root(), **SMALL)
+    for split in ("train", "val"):
+        coco = DatasetCatalog.get(f"synthetic_shapes_{split}")
+        voc = DatasetCatalog.get(f"synthetic_shapes_voc_{split}")
+        assert len(coco) == len(voc) == SMALL[f"num_{split}"]
+        by_id = {r["image_id"]: r for r in voc}
+        for rec in coco:
+            file_id = os.path.splitext(os.path.basename(rec["file_name"]))[0]
+            other = by_id[file_id]
+            assert (rec["height"], rec["width"]) == (other["height"], other["width"])
+            assert open(rec["file_name"], "rb").read() == open(other["file_name"], "rb").read()
+            boxes_coco = [
+                (a["category_id"], BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS))
+                for a in rec["annotations"]
+            ]
+            boxes_voc = [(a["category_id"], a["bbox"]) for a in other["annotations"]]
+            assert boxes_coco == boxes_voc
 
 
 @pytest.fixture
@@ -155,20 +151,17 @@ def small_defaults(monkeypatch):
     return calls
 
 
-def test_loading_a_missing_tree_generates_it_once(tmp_path, small_defaults):
+def test_loading_a_missing_tree_generates_it_once(tmp_path, small_defaults, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     root = str(tmp_path / "synthetic_shapes")
-    data.register_synthetic(root)
-    try:
-        records = DatasetCatalog.get("synthetic_shapes_voc_val")
-        assert len(records) == SMALL["num_val"] and small_defaults == [root]
-        assert synthetic.is_complete(root)
-        DatasetCatalog.get("synthetic_shapes_train")
-        assert small_defaults == [root]  # present now: not generated again
-    finally:
-        data.register_synthetic()
+    records = DatasetCatalog.get("synthetic_shapes_voc_val")
+    assert len(records) == SMALL["num_val"] and small_defaults == [root]
+    assert synthetic.is_complete(root)
+    DatasetCatalog.get("synthetic_shapes_train")
+    assert small_defaults == [root]  # present now: not generated again
 
 
-def test_start_up_check_of_a_fresh_root_generates_the_data(tmp_path, small_defaults):
+def test_start_up_check_of_a_fresh_root_generates_the_data(tmp_path, small_defaults, monkeypatch):
     """What `tools/train_net.py --config-file configs/Demo/...` meets in a fresh clone."""
     from detectron2.config import get_cfg
 
@@ -177,11 +170,8 @@ def test_start_up_check_of_a_fresh_root_generates_the_data(tmp_path, small_defau
     cfg = add_resnet_backbone_config(get_cfg())
     cfg.DATASETS.TRAIN = tuple(SYNTHETIC_COCO_SPLITS)[:1]
     cfg.DATASETS.TEST = tuple(SYNTHETIC_COCO_SPLITS)[1:] + tuple(SYNTHETIC_VOC_SPLITS)
-    data.register_all(str(tmp_path))
-    try:
-        summary = data.validate_datasets(cfg)
-    finally:
-        data.register_all()
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    summary = data.validate_datasets(cfg)
     root = data.synthetic_root(str(tmp_path))
     assert small_defaults == [root] and synthetic.is_complete(root)
     assert summary["synthetic_shapes_val"]["images"] == SMALL["num_val"]

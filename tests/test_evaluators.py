@@ -16,11 +16,12 @@ from resnet_backbone.data import evaluation
 
 @pytest.fixture(scope="module")
 def synthetic_val(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("d2") / "synthetic_shapes")
-    data.ensure_synthetic(root, seed=0, num_train=1, num_val=8)
-    data.register_synthetic(root)
-    yield root
-    data.register_synthetic()
+    """$DETECTRON2_DATASETS, set after the names were registered, holds a small synthetic tree."""
+    datasets = str(tmp_path_factory.mktemp("d2"))
+    root = data.ensure_synthetic(data.synthetic_root(datasets), seed=0, num_train=1, num_val=8)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DETECTRON2_DATASETS", datasets)
+        yield root
 
 
 def _gt(record):
@@ -116,7 +117,7 @@ def test_fast_coco_eval_only_with_compiled_ops():
 
 
 @pytest.fixture
-def voc2012_test(tmp_path):
+def voc2012_test(tmp_path, monkeypatch):
     root = tmp_path / "d2"
     voc = root / "VOC2012"
     (voc / "ImageSets" / "Main").mkdir(parents=True)
@@ -125,9 +126,8 @@ def voc2012_test(tmp_path):
     (voc / "ImageSets" / "Main" / "test.txt").write_text("".join(i + "\n" for i in ids))
     for i in ids:
         Image.new("RGB", (64, 48)).save(voc / "JPEGImages" / f"{i}.jpg")
-    data.register_paper_datasets(str(root))
-    yield str(root)
-    data.register_all()
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    return str(root)
 
 
 def _submission_run(out_dir):
@@ -143,6 +143,7 @@ def _submission_run(out_dir):
         dets.append(mine)
     writer = data.build_evaluator(None, "voc_2012_test", out_dir)
     assert isinstance(writer, data.VOC2012SubmissionWriter)
+    assert isinstance(writer, PascalVOCDetectionEvaluator)  # its detection lines, its gathering
     assert _run(writer, records, dets) == {}
     return records, dets
 
@@ -183,8 +184,9 @@ def test_voc2012_submission_files_parse_back_to_the_predictions(voc2012_test, tm
         want = sorted(expected.get(name, []))
         assert [g[0] for g in got] == [w[0] for w in want]
         for (_, gs, gbox), (_, ws, wbox) in zip(got, want):
-            assert gs == pytest.approx(ws, abs=1e-6)
-            assert gbox == pytest.approx(wbox, abs=6e-3)
+            # Detectron2's (and py-faster-rcnn's) lines: scores to 3 decimals, corners to 1
+            assert gs == pytest.approx(ws, abs=5e-4 + 1e-9)
+            assert gbox == pytest.approx(wbox, abs=0.05 + 1e-4)
 
 
 def test_voc2012_archive_is_reproducible(voc2012_test, tmp_path):

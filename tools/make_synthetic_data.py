@@ -21,16 +21,17 @@ from resnet_backbone.data import synthetic, synthetic_root  # noqa: E402
 
 def save_previews(root, count, out_dir):
     """Draw the labelled boxes of the first `count` val images with Detectron2's Visualizer."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import MetadataCatalog
     from detectron2.utils.visualizer import Visualizer
     from PIL import Image
 
-    from resnet_backbone.data import register_synthetic
+    from resnet_backbone.data import SHAPE_CLASSES, load_voc_split
+    from resnet_backbone.data.layout import SYNTHETIC_VOC_DIRNAME
     from resnet_backbone.files import atomic_write
 
-    register_synthetic(root)
     os.makedirs(out_dir, exist_ok=True)
-    for record in DatasetCatalog.get("synthetic_shapes_val")[:count]:
+    voc = os.path.join(root, SYNTHETIC_VOC_DIRNAME)  # the same images and boxes as the COCO form
+    for record in load_voc_split(voc, "val", SHAPE_CLASSES)[:count]:
         image = Image.open(record["file_name"]).convert("RGB")
         drawn = Visualizer(image, MetadataCatalog.get("synthetic_shapes_val"))
         picture = Image.fromarray(drawn.draw_dataset_dict(record).get_image())

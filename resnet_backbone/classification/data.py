@@ -11,13 +11,12 @@ import torchvision.transforms.functional as TF
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms import RandomCrop
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ..data.custom import UserFormat, add_user_format, user_path
-from ..data.datasets import register_dataset
-from ..data.layout import datasets_root
+from ..data.custom import UserFormat, add_user_format
+from ..data.datasets import dataset_location, register_dataset
 from ..safe_load import read_pickle
 from .views import resize_shorter_side
 
@@ -43,14 +42,17 @@ def load_image_folder(root):
 
 
 def register_image_folder(name, root):
-    """Register the ImageFolder tree `root` as dataset `name`; classes are its subfolders."""
-    classes = {"thing_classes": find_classes(root)[0]} if os.path.isdir(root) else {}
-    register_dataset(name, ("imagefolder", root), lambda: load_image_folder(root),
-                     evaluator_type=EVALUATOR_TYPE, image_root=root, **classes)
+    """Register the ImageFolder tree `root` (relative to the datasets root, or absolute) as
+    dataset `name`; classes are its subfolders, when it exists at registration."""
+    register_dataset(name, lambda at: load_image_folder(at["image_root"]), {"image_root": root},
+                     evaluator_type=EVALUATOR_TYPE)
+    root = dataset_location(name)["image_root"]
+    if os.path.isdir(root):
+        MetadataCatalog.get(name).thing_classes = find_classes(root)[0]
 
 
 def _register_image_folder_entry(name, entry):
-    register_image_folder(name, user_path(entry.ROOT))
+    register_image_folder(name, entry.ROOT)
 
 
 # DATASETS.USER: {FORMAT: "imagefolder", ROOT: ...}; its classes are the classifier's to check.
@@ -108,18 +110,17 @@ def load_cifar10(root, split):
     return split_train_val(load_cifar_batches(os.path.join(root, CIFAR10_DIRNAME), names), part)
 
 
-def register_cifar10(root=None):
-    root = root or datasets_root()
-    for name in CIFAR10_SPLITS:
-        register_dataset(name, ("cifar10", root, name),
-                         lambda name=name: load_cifar10(root, name),
-                         evaluator_type=EVALUATOR_TYPE, thing_classes=list(CIFAR10_CLASSES))
+def register_cifar10():
+    for name in CIFAR10_SPLITS:  # load_cifar10 takes the directory holding CIFAR10_DIRNAME
+        register_dataset(
+            name, lambda at, name=name: load_cifar10(os.path.dirname(at["dirname"]), name),
+            {"dirname": CIFAR10_DIRNAME}, evaluator_type=EVALUATOR_TYPE,
+            thing_classes=list(CIFAR10_CLASSES))
 
 
-def register_imagenet(root=None):
-    root = os.path.join(root or datasets_root(), "imagenet")
+def register_imagenet():
     for split in ("train", "val"):
-        register_image_folder(f"imagenet_{split}", os.path.join(root, split))
+        register_image_folder(f"imagenet_{split}", os.path.join("imagenet", split))
 
 
 MEAN_OPTIONS = ("channel", "pixel")

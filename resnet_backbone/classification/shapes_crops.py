@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.datasets import register_dataset
-from ..data.layout import SHAPE_CLASSES, datasets_root
+from ..data.layout import SHAPE_CLASSES
 from ..data.shapes import SyntheticParams, render_sample
 from ..files import atomic_write
 from ..safe_load import read_pickle
@@ -74,13 +74,12 @@ def load_shapes_crops(directory, split, params=SOURCE):
     return load_cifar_batches(directory, [ensure_batch(directory, split, params)])
 
 
-def register_shapes_crops(root=None):
-    """Register the two splits under `root` (default $DETECTRON2_DATASETS)."""
-    directory = os.path.join(root or datasets_root(), DIRNAME)
+def register_shapes_crops():
+    """Register the two splits, in $DETECTRON2_DATASETS/synthetic_shapes_cls when loaded."""
     for name, split in SPLITS.items():
-        register_dataset(name, ("shapes_crops", directory, split),
-                         lambda split=split: load_shapes_crops(directory, split),
-                         evaluator_type=EVALUATOR_TYPE, thing_classes=list(SHAPE_CLASSES))
+        register_dataset(name, lambda at, split=split: load_shapes_crops(at["dirname"], split),
+                         {"dirname": DIRNAME}, evaluator_type=EVALUATOR_TYPE,
+                         thing_classes=list(SHAPE_CLASSES))
 
 
 register_shapes_crops()

@@ -1,16 +1,16 @@
 """Datasets, the synthetic dataset generator, evaluator choice and dataset checks.
 
-Importing this package registers every dataset name the project uses (see `datasets.py`) under
-`$DETECTRON2_DATASETS`; `register_all(root)` re-points them at another root.
+Importing this package registers every dataset name the project uses, once (see `datasets.py`);
+the root, `$DETECTRON2_DATASETS`, is read when a split is loaded (`dataset_location(name)` gives
+a split's files at that moment).
 """
 from .datasets import (
     VOC_CLASS_NAMES,
     VOC_COMBOS,
+    dataset_location,
     load_voc_split,
     prepare_dataset,
-    register_all,
-    register_paper_datasets,
-    register_synthetic,
+    register_coco,
     register_voc,
 )
 from .evaluation import VOC2012SubmissionWriter, build_evaluator
@@ -25,5 +25,3 @@ from .layout import (
 from .shapes import SyntheticParams, render_sample
 from .synthetic import ensure_synthetic
 from .validation import DatasetError, validate_dataset, validate_datasets
-
-register_all()

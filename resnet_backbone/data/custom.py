@@ -1,21 +1,15 @@
 """Your own datasets, declared under `DATASETS.USER` (voc and coco entries; imagefolder too once
 the classification half is imported; the README shows the YAML) and registered in every
-process. Relative paths are under $DETECTRON2_DATASETS; VOC07_METRIC: True gives a VOC entry
-the 11-point AP.
+process, each name once. Relative paths are under $DETECTRON2_DATASETS, read when the data is
+loaded; VOC07_METRIC: True gives a VOC entry the 11-point AP.
 """
 import json
 import os
 from typing import Callable, NamedTuple, Set
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 
-from .datasets import register_coco, register_voc
-from .layout import datasets_root
-
-
-def user_path(path):
-    """A DATASETS.USER path: relative ones are under $DETECTRON2_DATASETS."""
-    return os.path.join(datasets_root(), path)  # an absolute path is kept as it is
+from .datasets import dataset_location, register_coco, register_voc
 
 
 class UserFormat(NamedTuple):
@@ -28,12 +22,12 @@ class UserFormat(NamedTuple):
 
 
 def _register_voc_entry(name, entry):
-    register_voc(name, user_path(entry.DIRNAME), entry.SPLIT, tuple(entry.CLASSES),
+    register_voc(name, entry.DIRNAME, entry.SPLIT, tuple(entry.CLASSES),
                  year=2007 if entry.get("VOC07_METRIC", False) else 2012)
 
 
 def _register_coco_entry(name, entry):
-    register_coco(name, user_path(entry.JSON), user_path(entry.IMAGE_ROOT))
+    register_coco(name, entry.JSON, entry.IMAGE_ROOT)
 
 
 FORMATS = {
@@ -52,7 +46,7 @@ def add_user_format(kind, user_format):
     "imagefolder")."""
     FORMATS[kind] = user_format
 
-_USER_NAMES = set()  # names this module registered
+_USER_ENTRIES = {}  # name -> the DATASETS.USER entry this module registered it from
 
 
 def _check_entry(name, entry):
@@ -78,14 +72,21 @@ def _check_entry(name, entry):
 
 
 def register_user_datasets(cfg):
-    """Register every `cfg.DATASETS.USER` entry into Detectron2's catalogs (idempotent)."""
+    """Register every `cfg.DATASETS.USER` entry into Detectron2's catalogs; an entry registered
+    before (the same declaration) is left as it is."""
     for name, entry in cfg.DATASETS.USER.items():
         kind = _check_entry(name, entry)
-        if name in DatasetCatalog and name not in _USER_NAMES:
+        if _USER_ENTRIES.get(name) == entry:
+            continue
+        if name in _USER_ENTRIES:
+            raise ValueError(f"DATASETS.USER.{name}: this process registered {name!r} from "
+                             f"another declaration ({_USER_ENTRIES[name]}); a dataset "
+                             "name is registered once, so give this one another name")
+        if name in DatasetCatalog:
             raise ValueError(f"DATASETS.USER.{name}: the name {name!r} is already registered "
                              "(a builtin or project dataset); give your dataset another name")
         FORMATS[kind].register(name, entry)
-        _USER_NAMES.add(name)
+        _USER_ENTRIES[name] = dict(entry)
 
 
 def check_user_datasets(cfg):
@@ -98,7 +99,7 @@ def check_user_datasets(cfg):
         if kind == "voc":
             classes, source = entry.CLASSES, f"DATASETS.USER.{name}.CLASSES"
         else:
-            json_file = MetadataCatalog.get(name).json_file
+            json_file = dataset_location(name)["json_file"]
             if not os.path.isfile(json_file):
                 raise FileNotFoundError(f"DATASETS.USER.{name}.JSON: file {json_file} does not "
                                         "exist")

@@ -1,6 +1,8 @@
 """`build_evaluator`: the evaluator reporting the paper's metric on a dataset (COCO AP for
 Table 8, VOC07 11-point mAP for Table 7, submission files for VOC 2012 test, both for the
-synthetic COCO-form splits), with the signature of `DefaultTrainer.build_evaluator`.
+synthetic COCO-form splits), with the signature of `DefaultTrainer.build_evaluator`. Each is
+one of Detectron2's evaluators or a subclass; they find a split's files through its metadata,
+which resolves them under the datasets root when the evaluator is built (`LocatedMetadata`).
 """
 import gzip
 import importlib.machinery
@@ -8,6 +10,7 @@ import io
 import logging
 import os
 import tarfile
+from collections import defaultdict
 from typing import Dict, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -68,52 +71,39 @@ class VOC07Evaluator(PascalVOCDetectionEvaluator):
         return results and {"bbox_voc07": {"AP50": results["bbox"]["AP50"]}}
 
 
-class VOC2012SubmissionWriter(DatasetEvaluator):
+class VOC2012SubmissionWriter(PascalVOCDetectionEvaluator):
     """Writes detections on VOC 2012 test for the evaluation server; computes nothing.
 
     <output_dir>/results/VOC2012/Main/<competition>_det_test_<class>.txt hold one line per
     detection, `<image_id> <score> <xmin> <ymin> <xmax> <ymax>` in the devkit's 1-based corners;
     <output_dir>/<dataset>_<competition>_results.tar.gz packs them for upload. comp4 is the
-    track for ImageNet-pretrained models, as in the paper.
+    track for ImageNet-pretrained models, as in the paper. The lines are those Detectron2's VOC
+    evaluator collects in `process` (py-faster-rcnn's result-file format); `evaluate` writes
+    them instead of scoring them, as the split's labels are held by the server.
     """
 
-    def __init__(self, dataset_name: str, output_dir: str, competition: str = "comp4",
-                 distributed: bool = True):
+    def __init__(self, dataset_name: str, output_dir: str, competition: str = "comp4"):
         if not output_dir:
             raise ValueError(f"VOC2012SubmissionWriter({dataset_name!r}) needs an output_dir")
-        meta = MetadataCatalog.get(dataset_name)
-        self._dataset_name = dataset_name
-        self._class_names = list(meta.thing_classes)
-        self._split = meta.get("split", "test")
+        super().__init__(dataset_name)
+        self._split = MetadataCatalog.get(dataset_name).split
         self._output_dir = output_dir
         self._competition = competition
-        self._distributed = distributed
-
-    def reset(self):
-        self._lines = []  # (class, image_id, -score, line)
-
-    def process(self, inputs, outputs):
-        for inp, out in zip(inputs, outputs):
-            inst = out["instances"].to("cpu")
-            for (x0, y0, x1, y1), score, cls in zip(inst.pred_boxes.tensor.double().tolist(),
-                                                     inst.scores.tolist(),
-                                                     inst.pred_classes.tolist()):
-                line = f"{inp['image_id']} {score:.6f} {x0 + 1:.2f} {y0 + 1:.2f} {x1:.2f} {y1:.2f}"
-                self._lines.append((cls, inp["image_id"], -score, line))
 
     def evaluate(self):
-        lines = self._lines
-        if self._distributed:
-            lines = [x for part in comm.gather(lines, dst=0) for x in part]
-            if not comm.is_main_process():
-                return {}
+        lines = defaultdict(list)  # class index -> lines, from every process
+        for part in comm.gather(self._predictions, dst=0):
+            for cls, cls_lines in part.items():
+                lines[cls] += cls_lines
+        if not comm.is_main_process():
+            return {}
         main_dir = os.path.join(self._output_dir, "results", "VOC2012", "Main")
         os.makedirs(main_dir, exist_ok=True)
         members = {}  # name in the archive (the path under output_dir) -> content
         for cls, name in enumerate(self._class_names):
             member = f"results/VOC2012/Main/{self._competition}_det_{self._split}_{name}.txt"
-            members[member] = "".join(
-                line + "\n" for c, *_, line in sorted(lines) if c == cls).encode("utf-8")
+            # Sorted: the same files whichever process evaluated which image.
+            members[member] = "".join(line + "\n" for line in sorted(lines[cls])).encode()
             atomic_write(os.path.join(self._output_dir, member),
                          lambda f, data=members[member]: f.write(data))
         archive = os.path.join(
@@ -124,8 +114,8 @@ class VOC2012SubmissionWriter(DatasetEvaluator):
             "%s has no public labels, so no mAP here: wrote %d detections for %d classes to %s "
             "and packed them as %s. Upload that archive to the PASCAL VOC evaluation server "
             "(%s, account required) as a VOC2012 detection %s submission to get the mAP.",
-            self._dataset_name, len(lines), len(members), main_dir, archive, VOC_SERVER,
-            self._competition,
+            self._dataset_name, sum(map(len, lines.values())), len(members), main_dir, archive,
+            VOC_SERVER, self._competition,
         )
         return {}
 

@@ -15,7 +15,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from .datasets import VOCAnnotationError, load_voc_split, prepare_dataset, read_ids
+from .datasets import (
+    VOCAnnotationError,
+    dataset_location,
+    load_voc_split,
+    prepare_dataset,
+    read_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,17 +182,17 @@ def drop_bad_boxes(dicts, what="dataset"):
     return out
 
 
-def _source(meta):
-    if meta.get("json_file"):
-        return meta.json_file
-    if meta.get("dirname"):
-        return os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.get('split')}.txt")
+def _source(meta, location):
+    if location.get("json_file"):
+        return location["json_file"]
+    if location.get("dirname"):
+        return os.path.join(location["dirname"], "ImageSets", "Main", f"{meta.get('split')}.txt")
     return "its source"
 
 
-def _vocdevkit_hint(meta):
+def _vocdevkit_hint(location):
     """How to link an unpacked-but-unlinked VOCdevkit/VOC20xx where Detectron2 looks for it."""
-    dirname = meta.get("dirname")
+    dirname = location.get("dirname")
     if not dirname or os.path.isdir(dirname):
         return ""
     root, base = os.path.split(dirname)
@@ -196,22 +202,22 @@ def _vocdevkit_hint(meta):
             f"datasets root: ln -s VOCdevkit/{base} {dirname}")
 
 
-def _load(name, meta):
+def _load(name, meta, location):
     try:
         return DatasetCatalog.get(name)
     except VOCAnnotationError as e:
         raise DatasetError(f"dataset {name!r}: {e}") from e
     except Exception as e:
         # A VOC split registered with Detectron2's own loader: our reader names the file.
-        if meta.get("dirname") and meta.get("split") and meta.get("thing_classes"):
+        if location.get("dirname") and meta.get("split") and meta.get("thing_classes"):
             try:
-                load_voc_split(meta.dirname, meta.split, meta.thing_classes)
+                load_voc_split(location["dirname"], meta.split, meta.thing_classes)
             except VOCAnnotationError as named:
                 raise DatasetError(f"dataset {name!r}: {named}") from e
             except Exception:
                 pass
         raise DatasetError(f"dataset {name!r} could not be loaded: {type(e).__name__}: {e}"
-                           + _vocdevkit_hint(meta)) from e
+                           + _vocdevkit_hint(location)) from e
 
 
 def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
@@ -224,18 +230,19 @@ def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
     if name not in DatasetCatalog:
         raise DatasetError(f"dataset {name!r} is not registered (DATASETS.TRAIN / DATASETS.TEST)")
     prepare_dataset(name)
-    meta = MetadataCatalog.get(name)
-    if meta.get("json_file"):
-        check_coco_json(meta.json_file, name)
-    dicts = _load(name, meta)
+    meta, location = MetadataCatalog.get(name), dataset_location(name)
+    if location.get("json_file"):
+        check_coco_json(location["json_file"], name)
+    dicts = _load(name, meta, location)
     if not dicts:
-        raise DatasetError(f"dataset {name!r} is empty: {_source(meta)} lists no images")
+        raise DatasetError(f"dataset {name!r} is empty: {_source(meta, location)} lists no "
+                           "images")
     ids = Counter(str(d.get("image_id")) for d in dicts)
     duplicates = [i for i, n in ids.items() if n > 1]
     if duplicates:
         raise DatasetError(f"dataset {name!r}: image ids are not unique: {duplicates[:_EXAMPLES]}")
     if evaluation and meta.get("evaluator_type") == "pascal_voc":
-        problems = _voc_evaluation_problems(meta.dirname, meta.split)
+        problems = _voc_evaluation_problems(location["dirname"], meta.split)
         if problems:
             raise DatasetError(f"dataset {name!r}: {len(problems)} objects lack fields the VOC "
                                "evaluator reads:" + _listing(problems))
@@ -253,7 +260,8 @@ def validate_dataset(name, *, read_images=True, bad_boxes="drop", num_threads=8,
     num_boxes = sum(len(d.get("annotations", ())) for d in dicts)
     if training and num_boxes == len(bad):
         raise DatasetError(f"dataset {name!r} has no usable box to train on "
-                           f"({num_boxes} boxes, {len(bad)} unusable): {_source(meta)}")
+                           f"({num_boxes} boxes, {len(bad)} unusable): "
+                           f"{_source(meta, location)}")
     if bad:
         logger.warning(f"dataset {name!r}: {len(bad)} unusable boxes will be dropped from "
                        "training:" + _listing([m for *_, m in bad]))
