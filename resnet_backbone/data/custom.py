@@ -35,8 +35,8 @@ FORMATS = {
                       detection=True),
     "coco": UserFormat({"JSON", "IMAGE_ROOT"}, set(), _register_coco_entry, detection=True),
 }
-# Formats that other parts of the package add (see `add_user_format`), named in errors when
-# they are used without those parts.
+# Formats that other parts of the package add (see `add_user_format`), listed in errors whether
+# or not those parts are loaded, and named when used without them.
 _ADDED_BY = {"imagefolder": "the classification half (tools/pretrain_net.py, "
                             "resnet_backbone.classification)"}
 
@@ -45,6 +45,7 @@ def add_user_format(kind, user_format):
     """Let DATASETS.USER entries take FORMAT `kind` (the classification half adds
     "imagefolder")."""
     FORMATS[kind] = user_format
+
 
 _USER_ENTRIES = {}  # name -> the DATASETS.USER entry this module registered it from
 
@@ -57,7 +58,7 @@ def _check_entry(name, entry):
     if kind not in FORMATS:
         needs = f" ({kind} sets are read by {_ADDED_BY[kind]})" if kind in _ADDED_BY else ""
         raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of "
-                         f"{sorted(FORMATS)}{needs}")
+                         f"{sorted(set(FORMATS) | set(_ADDED_BY))}{needs}")
     required, optional = FORMATS[kind].required, FORMATS[kind].optional
     known = {"FORMAT"} | required | optional
     unknown, missing = set(entry) - known, required - set(entry)
