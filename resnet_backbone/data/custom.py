@@ -63,7 +63,7 @@ def _check_entry(name, entry):
     if kind not in FORMATS:
         needs = f" ({kind} sets are read by {_ADDED_BY[kind]})" if kind in _ADDED_BY else ""
         raise ValueError(f"{where}.FORMAT={entry.get('FORMAT')!r}: use one of "
-                         f"{sorted(FORMATS)}{needs}")
+                         f"{sorted(set(FORMATS) | set(_ADDED_BY))}{needs}")
     required, optional = FORMATS[kind].required, FORMATS[kind].optional
     known = {"FORMAT"} | required | optional
     unknown, missing = set(entry) - known, required - set(entry)
