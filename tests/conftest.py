@@ -1,5 +1,5 @@
-"""Shared fixtures: the embedded synthetic data, tiny CPU settings, and tools/train_net.py run in a
-subprocess on that data."""
+"""Shared fixtures: the shipped configs by name, the embedded synthetic data, tiny CPU settings,
+and tools/train_net.py run in a subprocess on that data."""
 import os
 import signal
 import subprocess
@@ -30,6 +30,32 @@ def datasets_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
     ensure_synthetic(synthetic_root(str(root)), num_train=6, num_val=3)
     return root
+
+
+@pytest.fixture(scope="session")
+def shipped_config():
+    """`shipped_config(name, KEY, value, ..., freeze=False)`: the shipped config `name` (a path
+    under configs/, e.g. "Demo/resnet18_c4_synthetic.yaml") as `resnet_backbone.model_zoo
+    .get_config` builds it (Detectron2's defaults, this package's keys, the `_BASE_` files), on
+    the CPU (MODEL.DEVICE "cpu"), then the KEY value pairs merged in order (values as Python
+    objects or as the strings of a command line). A fresh CfgNode every call, frozen if asked.
+    Tests build their detectors and classifiers through it, from the shipped config that has the
+    network they need, overriding only what they are about (and sizes, for speed)."""
+    import resnet_backbone.classification  # noqa: F401 (the classifiers' configs need its keys)
+    from resnet_backbone import model_zoo
+
+    def build(name, *overrides, freeze=False):
+        if len(overrides) % 2:
+            raise TypeError(f"shipped_config({name!r}, ...): overrides come in KEY value pairs, "
+                            f"got {overrides!r}")
+        cfg = model_zoo.get_config(name)
+        cfg.MODEL.DEVICE = "cpu"
+        cfg.merge_from_list(list(overrides))
+        if freeze:
+            cfg.freeze()
+        return cfg
+
+    return build
 
 
 @pytest.fixture(scope="session")

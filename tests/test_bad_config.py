@@ -99,15 +99,13 @@ def test_classification_config_points_to_pretrain_net(refused):
     assert "tools/pretrain_net.py" in stderr
 
 
-def test_own_checkpoint_of_another_network_is_refused_naming_both(refused, tmp_path):
+def test_own_checkpoint_of_another_network_is_refused_naming_both(refused, shipped_config,
+                                                                  tmp_path):
     import torch
 
-    from resnet_backbone.config import add_resnet_backbone_config
     from resnet_backbone.engine import AtomicCheckpointer
-    from detectron2.config import get_cfg
 
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.RESNETS.DEPTH = "build_paper_resnet_backbone", 50
+    cfg = shipped_config("PascalVOC-Detection/resnet50_c4_voc0712.yaml")
     AtomicCheckpointer(torch.nn.Linear(1, 1), str(tmp_path), cfg=cfg).save("model_final")
     stderr = refused("MODEL.WEIGHTS", str(tmp_path / "model_final.pth"))
     assert "WeightsConfigMismatchError" in stderr

@@ -1,36 +1,21 @@
 """The paper's C4 design: res5 run per RoI, for basic and bottleneck blocks, plain or A/B/C."""
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from resnet_backbone import add_resnet_backbone_config
-from resnet_backbone.resnet import DEPTH_TABLE, BasicBlock, make_resnet
+from resnet_backbone.resnet import DEPTH_TABLE, make_resnet
 from resnet_backbone.roi_heads import make_res5_head
 
-
-def c4_cfg(depth, **paper_options):
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.BACKBONE.NAME = "build_paper_resnet_backbone"
-    cfg.MODEL.RESNETS.DEPTH = depth
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if DEPTH_TABLE[depth][0] is BasicBlock else 256
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
-    cfg.MODEL.RPN.IN_FEATURES = ["res4"]
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 200
-    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 50
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 200
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 20
-    cfg.MODEL.ROI_HEADS.NAME = "PaperRes5ROIHeads"
-    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
-    for key, value in paper_options.items():
-        setattr(cfg.MODEL.RESNET_BACKBONE, key, value)
-    return cfg
+# The shipped C4 detector of each depth (Table 7's rows and their siblings).
+C4_CONFIGS = {depth: f"PascalVOC-Detection/resnet{depth}_c4_voc0712.yaml"
+              for depth in DEPTH_TABLE}
+# Fewer proposals and RoIs, for a training step on the CPU.
+SMALL = ("MODEL.RPN.PRE_NMS_TOPK_TRAIN", 200, "MODEL.RPN.POST_NMS_TOPK_TRAIN", 50,
+         "MODEL.RPN.PRE_NMS_TOPK_TEST", 200, "MODEL.RPN.POST_NMS_TOPK_TEST", 20,
+         "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16)
 
 
 def tiny_batch(num_images=2, size=96, seed=0):
@@ -47,19 +32,20 @@ def tiny_batch(num_images=2, size=96, seed=0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "depth,options",
+    "name,options",
     [
-        (18, {}),
-        (50, {}),
-        (18, {"RESIDUAL": False}),
-        (34, {"SHORTCUT": "A"}),
-        (50, {"SHORTCUT": "C"}),
+        (C4_CONFIGS[18], ()),
+        (C4_CONFIGS[50], ()),
+        ("Demo/plain18_c4_synthetic.yaml", ()),  # the shipped plain net that trains on a CPU
+        (C4_CONFIGS[34], ("MODEL.RESNET_BACKBONE.SHORTCUT", "A")),
+        (C4_CONFIGS[50], ("MODEL.RESNET_BACKBONE.SHORTCUT", "C")),
     ],
 )
-def test_faster_rcnn_c4_trains_one_step_and_infers(depth, options):
+def test_faster_rcnn_c4_trains_one_step_and_infers(shipped_config, name, options):
     torch.manual_seed(0)
-    model = build_model(c4_cfg(depth, **options))
-    expected_blocks = DEPTH_TABLE[depth][1][3]
+    cfg = shipped_config(name, *SMALL, *options)
+    model = build_model(cfg)
+    expected_blocks = DEPTH_TABLE[cfg.MODEL.RESNETS.DEPTH][1][3]
     assert len(model.roi_heads.res5) == expected_blocks
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
@@ -91,9 +77,8 @@ def test_res5_head_continues_the_backbone(depth):
     assert channels == full.output_shape()["res5"].channels
 
 
-def test_backbone_must_stop_at_res4_for_the_c4_head():
-    cfg = c4_cfg(50)
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
+def test_backbone_must_stop_at_res4_for_the_c4_head(shipped_config):
+    cfg = shipped_config(C4_CONFIGS[50], "MODEL.RESNETS.OUT_FEATURES", ["res4", "res5"])
     with pytest.raises(ValueError, match="MODEL.RESNETS.OUT_FEATURES"):
         build_model(cfg)
 
@@ -105,13 +90,14 @@ def randomized(state_dict, seed):
 
 
 @pytest.mark.parametrize("depth", [50, 101])
-def test_detectron2_settings_give_detectron2s_r50_r101_bit_for_bit(depth):
-    """Bottleneck, option B, stride in the 1x1: the backbone and C4 head are Detectron2's own
-    build_resnet_backbone and Res5ROIHeads, with the same names and identical outputs."""
-    ours_cfg = c4_cfg(depth)
-    theirs_cfg = c4_cfg(depth)
-    theirs_cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
-    theirs_cfg.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"
+def test_detectron2_settings_give_detectron2s_r50_r101_bit_for_bit(shipped_config, depth):
+    """Bottleneck, option B, stride in the 1x1 (the shipped MSRA rows): the backbone and C4 head
+    are Detectron2's own build_resnet_backbone and Res5ROIHeads, with the same names and
+    identical outputs."""
+    ours_cfg = shipped_config(C4_CONFIGS[depth])
+    theirs_cfg = shipped_config(C4_CONFIGS[depth], "MODEL.BACKBONE.NAME", "build_resnet_backbone",
+                                "MODEL.ROI_HEADS.NAME", "Res5ROIHeads")
+    assert ours_cfg.MODEL.RESNETS.STRIDE_IN_1X1 and ours_cfg.MODEL.RESNET_BACKBONE.SHORTCUT == "B"
     theirs_backbone = build_backbone(theirs_cfg)
     theirs_res5 = build_roi_heads(theirs_cfg, theirs_backbone.output_shape()).res5
     ours_backbone = build_backbone(ours_cfg)

@@ -6,30 +6,28 @@ import torch
 import torchvision
 from PIL import Image
 
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-import resnet_backbone
-from resnet_backbone.classification import ClassificationEvaluator, add_classification_config
+from resnet_backbone.classification import ClassificationEvaluator
 from resnet_backbone.classification.cifar import make_cifar_resnet
 from resnet_backbone.classification.data import ClassificationMapper
 from resnet_backbone.classification.views import resize_shorter_side, ten_crops
 from resnet_backbone.convert import convert_torchvision_resnet
 
 
-def classifier_cfg(backbone="build_paper_resnet_backbone", **overrides):
-    cfg = add_classification_config(resnet_backbone.add_resnet_backbone_config(get_cfg()))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.META_ARCHITECTURE = "ImageClassifier"
-    cfg.MODEL.BACKBONE.NAME = backbone
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.VGG.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "BN"
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res5"]
-    cfg.MODEL.VGG.OUT_FEATURES = ["conv5"]
-    for key, value in overrides.items():
-        cfg.merge_from_list([key, value])
-    return cfg
+RESNET18 = "ImageNet-Classification/resnet18.yaml"
+RESNET20 = "CIFAR-10/resnet20.yaml"
+
+
+@pytest.fixture
+def classifier_cfg(shipped_config):
+    """`classifier_cfg(name, **overrides)`: the shipped classification config `name` (default:
+    ImageNet ResNet-18) with `overrides` {KEY: value}."""
+
+    def build(name=RESNET18, **overrides):
+        return shipped_config(name, *(item for pair in overrides.items() for item in pair))
+
+    return build
 
 
 # Paper Table 6 (CIFAR-10), "# params": 0.27M, 0.46M, 0.66M, 0.85M, 1.7M, 19.4M.
@@ -57,12 +55,12 @@ def test_cifar_depth_must_be_6n_plus_2():
 
 
 @pytest.mark.parametrize("depth", [18, 50])
-def test_resnet_classifier_computes_what_torchvision_computes(depth):
+def test_resnet_classifier_computes_what_torchvision_computes(classifier_cfg, depth):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, f"resnet{depth}")().eval()
-    cfg = classifier_cfg(**{"MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.STRIDE_IN_1X1": False,
-                            "MODEL.RESNETS.RES2_OUT_CHANNELS": 64 if depth < 50 else 256,
-                            "INPUT.FORMAT": "RGB"})
+    # torchvision's placement of the stride and its pixel format
+    cfg = classifier_cfg(f"ImageNet-Classification/resnet{depth}.yaml", **{
+        "MODEL.RESNETS.STRIDE_IN_1X1": False, "INPUT.FORMAT": "RGB"})
     model = build_model(cfg).eval()
     state = {f"backbone.{k}": v for k, v in
              convert_torchvision_resnet(reference.state_dict()).items()}
@@ -76,8 +74,8 @@ def test_resnet_classifier_computes_what_torchvision_computes(depth):
     torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
 
 
-def test_vgg16_classifier_has_torchvisions_parameters_and_a_dense_form():
-    model = build_model(classifier_cfg("build_vgg16_backbone")).eval()
+def test_vgg16_classifier_has_torchvisions_parameters_and_a_dense_form(classifier_cfg):
+    model = build_model(classifier_cfg("ImageNet-Classification/vgg16.yaml")).eval()
     reference = torchvision.models.vgg16()
     assert sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in reference.parameters())
@@ -127,9 +125,8 @@ def test_ten_crop_testing_on_a_photo_matches_torchvisions_pil_pipeline(region):
 
 
 @pytest.mark.parametrize("mode", ["center", "10crop", "multiscale"])
-def test_every_test_mode_gives_one_distribution_per_image(mode):
-    cfg = classifier_cfg(**{"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
-                            "MODEL.CLASSIFIER.TEST_MODE": mode,
+def test_every_test_mode_gives_one_distribution_per_image(classifier_cfg, mode):
+    cfg = classifier_cfg(**{"MODEL.CLASSIFIER.TEST_MODE": mode,
                             "MODEL.CLASSIFIER.TEST_RESIZE": 40, "MODEL.CLASSIFIER.TEST_CROP": 32,
                             "MODEL.CLASSIFIER.TEST_SCALES": [32, 48]})
     model = build_model(cfg).eval()
@@ -170,7 +167,7 @@ def _windows(padded, size):
 
 @pytest.mark.parametrize("input_format", ["BGR", "RGB"])
 def test_training_crops_are_windows_of_the_image_padded_with_zeros_after_normalization(
-        input_format):
+        classifier_cfg, input_format):
     """Sec. 4.2: 4 pixels padded on each side of the normalized image (so the padding is 0 to
     the network), a random 32x32 crop or its flip; channels in INPUT.FORMAT."""
     cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [], "INPUT.CLS.CROP": 8,
@@ -196,7 +193,7 @@ def test_training_crops_are_windows_of_the_image_padded_with_zeros_after_normali
     assert torch.equal(test["image"], in_format) and test["label"] == 7
 
 
-def test_per_pixel_mean_is_the_training_sets_mean_image(tmp_path):
+def test_per_pixel_mean_is_the_training_sets_mean_image(classifier_cfg, tmp_path):
     """INPUT.CLS.MEAN "pixel": what the network sees is the image minus the mean image of
     DATASETS.TRAIN (test and training alike), and the padding is still zero."""
     from detectron2.data import DatasetCatalog
@@ -207,9 +204,8 @@ def test_per_pixel_mean_is_the_training_sets_mean_image(tmp_path):
                for i, image in enumerate(images)]
     DatasetCatalog.register("pixel_mean_train", lambda: records)
     try:
-        cfg = classifier_cfg(**{"INPUT.CLS.SHORT_SIDE_RANGE": [], "INPUT.CLS.CROP": 8,
-                                "INPUT.CLS.PAD": 2, "INPUT.CLS.LIGHTING_STD": 0.0,
-                                "INPUT.CLS.MEAN": "pixel", "INPUT.FORMAT": "BGR",
+        cfg = classifier_cfg(RESNET20, **{"INPUT.CLS.CROP": 8, "INPUT.CLS.PAD": 2,
+                                          "INPUT.CLS.MEAN": "pixel", "INPUT.FORMAT": "BGR",
                                 "DATASETS.TRAIN": ("pixel_mean_train",)})
         mean_rgb = images.astype(np.float64).mean(axis=0)
         expected = torch.as_tensor(images[2] - mean_rgb, dtype=torch.float32).permute(2, 0, 1)
@@ -225,13 +221,14 @@ def test_per_pixel_mean_is_the_training_sets_mean_image(tmp_path):
         DatasetCatalog.remove("pixel_mean_train")
 
 
-def test_per_pixel_mean_names_its_key_for_images_read_from_files(tmp_path):
+def test_per_pixel_mean_names_its_key_for_images_read_from_files(classifier_cfg, tmp_path):
     from resnet_backbone.classification.data import register_image_folder
 
     (tmp_path / "a").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "a" / "0.png")
     register_image_folder("pixel_mean_folder", str(tmp_path))
-    cfg = classifier_cfg(**{"INPUT.CLS.MEAN": "pixel", "DATASETS.TRAIN": ("pixel_mean_folder",)})
+    cfg = classifier_cfg(RESNET20, **{"INPUT.CLS.MEAN": "pixel",
+                                      "DATASETS.TRAIN": ("pixel_mean_folder",)})
     with pytest.raises(ValueError, match="INPUT.CLS.MEAN='pixel'.*pixel_mean_folder"):
         ClassificationMapper(cfg, is_train=True)
     cfg = classifier_cfg(**{"INPUT.CLS.MEAN": "image"})
@@ -239,7 +236,7 @@ def test_per_pixel_mean_names_its_key_for_images_read_from_files(tmp_path):
         ClassificationMapper(cfg, is_train=False)
 
 
-def test_training_and_test_resize_use_one_antialiased_filter():
+def test_training_and_test_resize_use_one_antialiased_filter(classifier_cfg):
     """Shrinking fine stripes 48 -> 40: the training crop equals PIL's bilinear (antialiased)
     resize, which is also what 10-crop/centre testing sees; without antialiasing the stripes
     alias into bands of large amplitude."""
@@ -257,16 +254,14 @@ def test_training_and_test_resize_use_one_antialiased_filter():
     torch.testing.assert_close(tested_on, trained_on)
 
 
-def test_a_bad_test_mode_is_named_with_its_key():
-    cfg = classifier_cfg(**{"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
-                            "MODEL.CLASSIFIER.TEST_MODE": "5crop"})
+def test_a_bad_test_mode_is_named_with_its_key(classifier_cfg):
+    cfg = classifier_cfg(**{"MODEL.CLASSIFIER.TEST_MODE": "5crop"})
     with pytest.raises(ValueError, match="MODEL.CLASSIFIER.TEST_MODE='5crop'"):
         build_model(cfg)
 
 
-def test_cifar_builder_names_a_bad_shortcut_option():
-    cfg = classifier_cfg("build_cifar_resnet_backbone", **{"MODEL.RESNETS.DEPTH": 20,
-                                                           "MODEL.RESNET_BACKBONE.SHORTCUT": "D"})
+def test_cifar_builder_names_a_bad_shortcut_option(classifier_cfg):
+    cfg = classifier_cfg(RESNET20, **{"MODEL.RESNET_BACKBONE.SHORTCUT": "D"})
     with pytest.raises(ValueError, match="MODEL.RESNET_BACKBONE.SHORTCUT='D'"):
         build_model(cfg)
 
@@ -314,15 +309,12 @@ def test_ten_crop_scores_are_the_average_of_the_ten_views_softmax(region, corner
     torch.testing.assert_close(centre, torch.softmax(pixels[:, 1:5, 2:6].mean(dim=(1, 2)), 0))
 
 
-def test_ten_crop_region_comes_from_the_config_and_a_bad_one_is_named():
-    overrides = {"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64}
-    model = build_model(classifier_cfg(**overrides, **{
-        "MODEL.CLASSIFIER.TEN_CROP_REGION": "image"}))
+def test_ten_crop_region_comes_from_the_config_and_a_bad_one_is_named(classifier_cfg):
+    model = build_model(classifier_cfg(**{"MODEL.CLASSIFIER.TEN_CROP_REGION": "image"}))
     assert model.ten_crop_region == "image"
-    assert build_model(classifier_cfg(**overrides)).ten_crop_region == "square"
+    assert build_model(classifier_cfg()).ten_crop_region == "square"
     with pytest.raises(ValueError, match="MODEL.CLASSIFIER.TEN_CROP_REGION='corners'"):
-        build_model(classifier_cfg(**overrides, **{
-            "MODEL.CLASSIFIER.TEN_CROP_REGION": "corners"}))
+        build_model(classifier_cfg(**{"MODEL.CLASSIFIER.TEN_CROP_REGION": "corners"}))
 
 
 def test_multiscale_scores_average_every_scale_and_its_flip():
@@ -430,10 +422,8 @@ def test_shape_crops_are_registered_as_classification_sets(tmp_path, monkeypatch
     assert not list(tmp_path.iterdir())  # nothing is drawn before a split is loaded
 
 
-def test_full_mode_scores_a_batch_as_each_image_alone():
-    cfg = classifier_cfg("build_cifar_resnet_backbone", **{
-        "MODEL.RESNETS.DEPTH": 20, "MODEL.RESNETS.OUT_FEATURES": ["res4"],
-        "MODEL.CLASSIFIER.NUM_CLASSES": 5, "MODEL.CLASSIFIER.TEST_MODE": "full"})
+def test_full_mode_scores_a_batch_as_each_image_alone(classifier_cfg):
+    cfg = classifier_cfg(RESNET20, **{"MODEL.CLASSIFIER.TEST_MODE": "full"})
     model = build_model(cfg).eval()
     images = [{"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)} for _ in range(3)]
     with torch.no_grad():
@@ -443,14 +433,14 @@ def test_full_mode_scores_a_batch_as_each_image_alone():
         torch.testing.assert_close(together["scores"], single["scores"])
 
 
-def test_fast_path_switches_apply_to_the_classifier_with_the_same_scores():
+def test_fast_path_switches_apply_to_the_classifier_with_the_same_scores(classifier_cfg):
     """ClassificationTrainer builds through the engine's Trainer.build_model, so the detection
     fast path (folded BN at inference, channels_last) reaches the classifier too."""
     from resnet_backbone.classification.trainer import ClassificationTrainer
     from resnet_backbone.fast_path import FoldedNormConv2d
 
-    overrides = {"MODEL.RESNETS.DEPTH": 18, "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
-                 "MODEL.CLASSIFIER.TEST_RESIZE": 40, "MODEL.CLASSIFIER.TEST_CROP": 32}
+    overrides = {"MODEL.CLASSIFIER.TEST_MODE": "center", "MODEL.CLASSIFIER.TEST_RESIZE": 40,
+                 "MODEL.CLASSIFIER.TEST_CROP": 32}
     torch.manual_seed(0)
     default = ClassificationTrainer.build_model(classifier_cfg(**overrides)).eval()
     fast = ClassificationTrainer.build_model(classifier_cfg(**overrides, **{

@@ -39,10 +39,8 @@ def differences(a, b, prefix=""):
 
 
 @pytest.mark.parametrize("name", DETECTION_LEAVES)
-def test_detection_config_builds_and_runs_on_cpu(name):
-    cfg = model_zoo.get_config(name)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
+def test_detection_config_builds_and_runs_on_cpu(shipped_config, name):
+    cfg = shipped_config(name, "MODEL.WEIGHTS", "")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     with torch.no_grad():

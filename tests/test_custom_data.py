@@ -4,11 +4,9 @@ import json
 import math
 
 import pytest
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image, ImageDraw
 
-from resnet_backbone import add_resnet_backbone_config
 from resnet_backbone.data.custom import check_user_datasets, register_user_datasets
 from resnet_backbone.engine import FINAL_METRICS, Trainer
 from resnet_backbone.startup import check_evaluators
@@ -144,15 +142,21 @@ def test_your_voc_tree_with_two_processes_then_resumed(train_net, tiny, demo_con
     assert "resuming from" in result.stdout + result.stderr
 
 
-def _cfg(user, train=(), test=(), num_classes=len(CLASSES)):
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_other_cfg(cfg.__class__({"DATASETS": {"USER": user}}))
-    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = tuple(train), tuple(test)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
-    return cfg
+@pytest.fixture
+def _cfg(shipped_config):
+    """`_cfg(user, train, test, num_classes)`: the demo config with DATASETS.USER `user`."""
+
+    def build(user, train=(), test=(), num_classes=len(CLASSES)):
+        cfg = shipped_config("Demo/resnet18_c4_synthetic.yaml", "DATASETS.TRAIN", tuple(train),
+                             "DATASETS.TEST", tuple(test),
+                             "MODEL.ROI_HEADS.NUM_CLASSES", num_classes)
+        cfg.merge_from_other_cfg(cfg.__class__({"DATASETS": {"USER": user}}))
+        return cfg
+
+    return build
 
 
-def test_registration_gives_your_classes_and_the_voc_evaluator(fruit):
+def test_registration_gives_your_classes_and_the_voc_evaluator(_cfg, fruit):
     register_user_datasets(_cfg({"fruit_unit": _voc_entry(fruit, "train")}))
     meta = MetadataCatalog.get("fruit_unit")
     assert meta.thing_classes == list(CLASSES) and meta.evaluator_type == "pascal_voc"
@@ -168,18 +172,18 @@ def test_registration_gives_your_classes_and_the_voc_evaluator(fruit):
     ({"FORMAT": "voc", "DIRNAME": "d", "SPLIT": "s", "CLASSES": ["a", "a"]},
      r"DATASETS.USER.bad.CLASSES=\['a', 'a'\]: give a list of distinct class names"),
 ])
-def test_bad_declarations_name_the_key(entry, message):
+def test_bad_declarations_name_the_key(_cfg, entry, message):
     with pytest.raises((KeyError, ValueError), match=message):
         register_user_datasets(_cfg({"bad": entry}))
 
 
-def test_a_builtin_name_is_not_taken_over(fruit):
+def test_a_builtin_name_is_not_taken_over(_cfg, fruit):
     with pytest.raises(ValueError, match="voc_2007_test.*already registered"):
         register_user_datasets(_cfg({"voc_2007_test": _voc_entry(fruit, "test")}))
 
 
 @pytest.mark.parametrize("make_entry", [_voc_entry, _coco_entry])
-def test_num_classes_must_match_your_classes(fruit, make_entry):
+def test_num_classes_must_match_your_classes(_cfg, fruit, make_entry):
     name = f"fruit_classes_{make_entry.__name__}"
     cfg = _cfg({name: make_entry(fruit, "val" if make_entry is _coco_entry else "test")},
                test=[name], num_classes=5)
@@ -188,7 +192,7 @@ def test_num_classes_must_match_your_classes(fruit, make_entry):
         check_user_datasets(cfg)
 
 
-def test_a_test_set_without_evaluator_stops_at_start_up():
+def test_a_test_set_without_evaluator_stops_at_start_up(_cfg):
     DatasetCatalog.register("no_evaluator_set", lambda: [])
     try:
         with pytest.raises(ValueError, match="no evaluator for dataset 'no_evaluator_set'"):

@@ -161,15 +161,12 @@ def test_loading_a_missing_tree_generates_it_once(tmp_path, small_defaults, monk
     assert small_defaults == [root]  # present now: not generated again
 
 
-def test_start_up_check_of_a_fresh_root_generates_the_data(tmp_path, small_defaults, monkeypatch):
+def test_start_up_check_of_a_fresh_root_generates_the_data(shipped_config, tmp_path,
+                                                           small_defaults, monkeypatch):
     """What `tools/train_net.py --config-file configs/Demo/...` meets in a fresh clone."""
-    from detectron2.config import get_cfg
-
-    from resnet_backbone.config import add_resnet_backbone_config
-
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.DATASETS.TRAIN = tuple(SYNTHETIC_COCO_SPLITS)[:1]
-    cfg.DATASETS.TEST = tuple(SYNTHETIC_COCO_SPLITS)[1:] + tuple(SYNTHETIC_VOC_SPLITS)
+    cfg = shipped_config("Demo/resnet18_c4_synthetic.yaml", "DATASETS.TEST",
+                         tuple(SYNTHETIC_COCO_SPLITS)[1:] + tuple(SYNTHETIC_VOC_SPLITS))
+    assert cfg.DATASETS.TRAIN == tuple(SYNTHETIC_COCO_SPLITS)[:1]
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     summary = data.validate_datasets(cfg)
     root = data.synthetic_root(str(tmp_path))

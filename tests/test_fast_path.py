@@ -11,12 +11,10 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from resnet_backbone import add_resnet_backbone_config
 from resnet_backbone.engine import Trainer
 from resnet_backbone.fast_path import FoldedNormConv2d, apply_fast_path, fold_batchnorm
 
@@ -25,17 +23,23 @@ sys.path.insert(0, str(ROOT / "tools"))
 from benchmark_lib import synthetic_batch  # noqa: E402  (tools/benchmark_lib.py)
 
 
-def c4_cfg(demo_config, *, norm="FrozenBN", **fast_path):
-    """The demo's ResNet-18 C4 detector, small enough for a CPU test, with `fast_path` keys."""
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(demo_config))
-    cfg.MODEL.RESNETS.NORM = norm
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 20
-    for key, value in fast_path.items():
-        cfg.MODEL.FAST_PATH[key.upper()] = value
-    return cfg
+DEMO = "Demo/resnet18_c4_synthetic.yaml"
+
+
+@pytest.fixture(scope="session")
+def c4_cfg(shipped_config):
+    """`c4_cfg(*, norm, **fast_path)`: the demo's ResNet-18 C4 detector, small enough for a CPU
+    test, with MODEL.RESNETS.NORM `norm` (the frozen BN of the paper's rows by default) and the
+    `fast_path` keys (MODEL.FAST_PATH.<KEY>)."""
+
+    def build(*, norm="FrozenBN", **fast_path):
+        return shipped_config(
+            DEMO, "MODEL.RESNETS.NORM", norm, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "MODEL.RPN.POST_NMS_TOPK_TEST", 20,
+            *(item for key, value in fast_path.items()
+              for item in (f"MODEL.FAST_PATH.{key.upper()}", value)))
+
+    return build
 
 
 def randomize_norms(model, seed=0):
@@ -81,11 +85,11 @@ def inference(model):
 
 
 @pytest.mark.parametrize("depth", [18, 50])
-def test_folded_frozen_batchnorm_gives_the_same_features(demo_config, depth):
-    cfg = c4_cfg(demo_config)
-    cfg.MODEL.RESNETS.DEPTH = depth
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if depth < 50 else 256
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = True
+def test_folded_frozen_batchnorm_gives_the_same_features(shipped_config, depth):
+    """The shipped rows with frozen BN: ResNet-18 (torchvision's stride in the 3x3) and ResNet-50
+    (MSRA's stride in the 1x1)."""
+    cfg = shipped_config(f"PascalVOC-Detection/resnet{depth}_c4_voc0712.yaml")
+    assert cfg.MODEL.RESNETS.NORM == "FrozenBN"
     fast_cfg = cfg.clone()
     fast_cfg.MODEL.FAST_PATH.FOLD_FROZEN_BN = True
     default, fast = twin_models(cfg, fast_cfg)
@@ -99,9 +103,8 @@ def test_folded_frozen_batchnorm_gives_the_same_features(demo_config, depth):
     torch.testing.assert_close(folded, expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
 
 
-def test_folded_faster_rcnn_c4_inference_matches(demo_config):
-    default, fast = twin_models(c4_cfg(demo_config),
-                                c4_cfg(demo_config, fold_frozen_bn=True))
+def test_folded_faster_rcnn_c4_inference_matches(c4_cfg):
+    default, fast = twin_models(c4_cfg(), c4_cfg(fold_frozen_bn=True))
     expected, folded = inference(default), inference(fast)
     assert len(expected) > 0
     torch.testing.assert_close(folded.pred_boxes.tensor, expected.pred_boxes.tensor,
@@ -110,9 +113,8 @@ def test_folded_faster_rcnn_c4_inference_matches(demo_config):
     assert torch.equal(folded.pred_classes, expected.pred_classes)
 
 
-def test_batchnorm_folds_at_inference_only(demo_config):
-    default, fast = twin_models(c4_cfg(demo_config, norm="BN"),
-                                c4_cfg(demo_config, norm="BN", fold_frozen_bn=True))
+def test_batchnorm_folds_at_inference_only(c4_cfg):
+    default, fast = twin_models(c4_cfg(norm="BN"), c4_cfg(norm="BN", fold_frozen_bn=True))
     expected, folded = inference(default), inference(fast)
     torch.testing.assert_close(folded.scores, expected.scores, rtol=1e-4, atol=1e-5)
     # In training, BN normalises with the batch statistics: nothing is folded, same numbers.
@@ -123,8 +125,8 @@ def test_batchnorm_folds_at_inference_only(demo_config):
         assert torch.equal(fast.state_dict()[name], buffer), name  # running stats moved alike
 
 
-def test_fold_keeps_checkpoints_and_uses_weights_loaded_later(demo_config):
-    cfg = c4_cfg(demo_config)
+def test_fold_keeps_checkpoints_and_uses_weights_loaded_later(c4_cfg):
+    cfg = c4_cfg()
     torch.manual_seed(0)
     model = build_model(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -139,8 +141,8 @@ def test_fold_keeps_checkpoints_and_uses_weights_loaded_later(demo_config):
                                rtol=1e-4, atol=1e-5)
 
 
-def test_folded_training_step_matches_with_the_same_gradients(demo_config):
-    default, fast = twin_models(c4_cfg(demo_config), c4_cfg(demo_config, fold_frozen_bn=True))
+def test_folded_training_step_matches_with_the_same_gradients(c4_cfg):
+    default, fast = twin_models(c4_cfg(), c4_cfg(fold_frozen_bn=True))
     losses_default, grads_default = training_losses(default)
     losses_fast, grads_fast = training_losses(fast)
     assert losses_fast == pytest.approx(losses_default, rel=1e-4, abs=1e-5)
@@ -151,8 +153,8 @@ def test_folded_training_step_matches_with_the_same_gradients(demo_config):
                                    atol=1e-3 * grad.abs().max() + 1e-7)
 
 
-def test_channels_last_gives_the_same_losses(demo_config):
-    default, fast = twin_models(c4_cfg(demo_config), c4_cfg(demo_config, channels_last=True))
+def test_channels_last_gives_the_same_losses(c4_cfg):
+    default, fast = twin_models(c4_cfg(), c4_cfg(channels_last=True))
     assert fast.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert fast.roi_heads.res5[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     seen = []
@@ -168,9 +170,9 @@ def test_channels_last_gives_the_same_losses(demo_config):
     assert all(g is not None for g in grads.values())
 
 
-def test_bfloat16_autocast_runs_the_trunk_in_bfloat16(demo_config):
-    default, fast = twin_models(c4_cfg(demo_config),
-                                c4_cfg(demo_config, autocast="bfloat16", channels_last=True,
+def test_bfloat16_autocast_runs_the_trunk_in_bfloat16(c4_cfg):
+    default, fast = twin_models(c4_cfg(),
+                                c4_cfg(autocast="bfloat16", channels_last=True,
                                        fold_frozen_bn=True))
     dtypes = {}
 
@@ -204,27 +206,27 @@ def test_bfloat16_autocast_runs_the_trunk_in_bfloat16(demo_config):
     ({"MODEL.FAST_PATH.AUTOCAST": "float16"}, "SOLVER.AMP.ENABLED=True"),
     ({"SOLVER.AMP.ENABLED": True}, "MODEL.FAST_PATH.AUTOCAST='bfloat16'"),
 ])
-def test_bad_fast_path_settings_are_named(demo_config, overrides, message):
-    cfg = c4_cfg(demo_config)
+def test_bad_fast_path_settings_are_named(c4_cfg, overrides, message):
+    cfg = c4_cfg()
     cfg.merge_from_list([item for pair in overrides.items() for item in pair])
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
         Trainer.build_model(cfg)
 
 
-def test_the_trainer_builds_the_fast_path_of_base_fastpath(demo_config, tmp_path, monkeypatch):
+def test_the_trainer_builds_the_fast_path_of_base_fastpath(shipped_config, c4_cfg, monkeypatch):
+    from resnet_backbone import model_zoo
+
     compiled = []
     monkeypatch.setattr(torch.nn.Module, "compile",
                         lambda self, **options: compiled.append((type(self).__name__, options)))
-    leaf = tmp_path / "fast.yaml"
-    leaf.write_text(f'_BASE_: ["{demo_config}", "{ROOT / "configs" / "Base-FastPath.yaml"}"]\n')
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(leaf))
+    cfg = shipped_config(DEMO)
+    cfg.merge_from_file(model_zoo.get_config_file("Base-FastPath.yaml"))
     assert cfg.MODEL.FAST_PATH.FOLD_FROZEN_BN and cfg.MODEL.FAST_PATH.CHANNELS_LAST
     assert cfg.MODEL.FAST_PATH.AUTOCAST == "bfloat16" and cfg.MODEL.FAST_PATH.COMPILE
     model = Trainer.build_model(cfg)
     assert isinstance(model.backbone.stem.conv1, FoldedNormConv2d)
     assert compiled == [("ResNet", {"dynamic": True}), ("Sequential", {"dynamic": True})]
-    default = Trainer.build_model(c4_cfg(demo_config, norm="BN"))
+    default = Trainer.build_model(c4_cfg(norm="BN"))
     assert type(default.backbone.stem.conv1) is not FoldedNormConv2d
 
 
@@ -233,8 +235,8 @@ def test_the_trainer_builds_the_fast_path_of_base_fastpath(demo_config, tmp_path
                     reason="compiling the trunk with inductor took over 5 minutes on this "
                     "project's 2-core CPU machine; set RESNET_BACKBONE_TEST_COMPILE=1 to run it "
                     "(the wiring is tested by test_the_trainer_builds_the_fast_path_of_base_fastpath)")
-def test_compiled_trunk_gives_the_same_losses(demo_config):
-    default, fast = twin_models(c4_cfg(demo_config), c4_cfg(demo_config, compile=True))
+def test_compiled_trunk_gives_the_same_losses(c4_cfg):
+    default, fast = twin_models(c4_cfg(), c4_cfg(compile=True))
     losses_default, _ = training_losses(default)
     losses_fast, grads = training_losses(fast)
     assert losses_fast == pytest.approx(losses_default, rel=1e-4, abs=1e-5)

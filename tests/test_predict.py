@@ -18,16 +18,14 @@ from resnet_backbone.data import SHAPE_CLASSES, synthetic_root  # noqa: E402
 FRUIT = ["apple", "pear", "plum", "fig", "kiwi"]
 
 
-def write_run(run, demo_config, **dataset_keys):
-    """A run folder as train_net leaves it (config.yaml, model_final.pth), with seeded random
-    weights, whose datasets are the user dataset `dataset_keys` (DATASETS.USER.mine_val)."""
-    from detectron2.config import CfgNode, get_cfg
+def write_run(run, shipped_config, **dataset_keys):
+    """A run folder as train_net leaves it (config.yaml, model_final.pth) of the demo config,
+    with seeded random weights, whose datasets are the user dataset `dataset_keys`
+    (DATASETS.USER.<run name>_val)."""
+    from detectron2.config import CfgNode
     from detectron2.modeling import build_model
 
-    from resnet_backbone import add_resnet_backbone_config
-
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(demo_config))
+    cfg = shipped_config("Demo/resnet18_c4_synthetic.yaml")
     cfg.DATASETS.USER[run.name + "_val"] = CfgNode(dataset_keys)
     cfg.DATASETS.TRAIN = cfg.DATASETS.TEST = (run.name + "_val",)
     torch.manual_seed(0)
@@ -37,10 +35,10 @@ def write_run(run, demo_config, **dataset_keys):
 
 
 @pytest.fixture(scope="module")
-def fruit_run(tmp_path_factory, demo_config):
+def fruit_run(tmp_path_factory, shipped_config):
     """Classes named only in the run's DATASETS.USER (a VOC entry; its files are not needed)."""
     run = tmp_path_factory.mktemp("fruit_run")
-    return write_run(run, demo_config, FORMAT="voc", DIRNAME="nowhere", SPLIT="val",
+    return write_run(run, shipped_config, FORMAT="voc", DIRNAME="nowhere", SPLIT="val",
                      CLASSES=FRUIT)
 
 
@@ -150,12 +148,13 @@ def test_a_cuda_config_on_a_machine_without_cuda_says_what_to_add(fruit_run):
 
 
 @pytest.mark.slow
-def test_draw_detections_of_a_user_dataset_run(tmp_path, demo_config, train_net, datasets_dir):
+def test_draw_detections_of_a_user_dataset_run(tmp_path, shipped_config, train_net,
+                                               datasets_dir):
     """It used to stop with "Dataset '...' is not registered" for DATASETS.USER runs."""
     run = tmp_path / "coco_run"
     run.mkdir()
     root = synthetic_root(str(datasets_dir))
-    write_run(run, demo_config, FORMAT="coco", IMAGE_ROOT=root + "/images",
+    write_run(run, shipped_config, FORMAT="coco", IMAGE_ROOT=root + "/images",
               JSON=root + "/annotations/instances_val.json")
     completed = train_net(str(run), "--num-images", "1", "--output-dir", str(tmp_path / "pics"),
                           config=None, script=REPO / "tools" / "draw_detections.py")

@@ -3,11 +3,9 @@ import itertools
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone
 
-from resnet_backbone import add_resnet_backbone_config
 from resnet_backbone.resnet import (
     DEPTH_TABLE,
     BasicBlock,
@@ -24,14 +22,9 @@ VARIANTS = [
 ]
 
 
-def paper_cfg(**resnets):
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.MODEL.BACKBONE.NAME = "build_paper_resnet_backbone"
-    # Detectron2's default Res5ROIHeads cannot continue ResNet-18/34 (tests/test_head_check.py)
-    cfg.MODEL.ROI_HEADS.NAME = "PaperRes5ROIHeads"
-    for key, value in resnets.items():
-        setattr(cfg.MODEL.RESNETS, key, value)
-    return cfg
+# The shipped C4 detector of each depth (Table 7's rows and their siblings).
+C4_CONFIGS = {depth: f"PascalVOC-Detection/resnet{depth}_c4_voc0712.yaml"
+              for depth in DEPTH_TABLE}
 
 
 def count_params(module, trainable_only=False):
@@ -123,9 +116,9 @@ def test_frozen_stages_hold_no_trainable_parameters_and_others_get_gradients(fre
 
 
 @pytest.mark.parametrize("depth", sorted(DEPTH_TABLE))
-def test_builds_from_config(depth):
-    res2 = 64 if DEPTH_TABLE[depth][0] is BasicBlock else 256
-    cfg = paper_cfg(DEPTH=depth, RES2_OUT_CHANNELS=res2, OUT_FEATURES=["res2", "res4"])
+def test_builds_from_config(shipped_config, depth):
+    cfg = shipped_config(C4_CONFIGS[depth], "MODEL.RESNETS.OUT_FEATURES", ["res2", "res4"])
+    assert cfg.MODEL.RESNETS.DEPTH == depth
     model = build_backbone(cfg, ShapeSpec(channels=3))
     assert model.stage_names == ("res2", "res3", "res4")
     assert {k: v.stride for k, v in model.output_shape().items()} == {"res2": 4, "res4": 16}
@@ -144,23 +137,21 @@ def test_builds_from_config(depth):
         ("MODEL.RESNETS.DEFORM_ON_PER_STAGE", [False, True, False, False], "DEFORM_ON"),
     ],
 )
-def test_impossible_configs_name_the_key(key, value, message):
-    cfg = paper_cfg(DEPTH=50, OUT_FEATURES=["res4"])
-    cfg.merge_from_list([key, value])
+def test_impossible_configs_name_the_key(shipped_config, key, value, message):
+    cfg = shipped_config(C4_CONFIGS[50], key, value)
     with pytest.raises(ValueError, match=message):
         build_backbone(cfg, ShapeSpec(channels=3))
 
 
-def test_basic_block_depth_needs_64_res2_channels():
-    cfg = paper_cfg(DEPTH=18, RES2_OUT_CHANNELS=256)
+def test_basic_block_depth_needs_64_res2_channels(shipped_config):
+    cfg = shipped_config(C4_CONFIGS[18], "MODEL.RESNETS.RES2_OUT_CHANNELS", 256)
     with pytest.raises(ValueError, match="MODEL.RESNETS.RES2_OUT_CHANNELS"):
         build_backbone(cfg, ShapeSpec(channels=3))
 
 
-def test_fpn_builder_and_bad_fpn_inputs():
-    cfg = paper_cfg(DEPTH=18, RES2_OUT_CHANNELS=64, OUT_FEATURES=["res2", "res3", "res4", "res5"])
-    cfg.MODEL.BACKBONE.NAME = "build_paper_resnet_fpn_backbone"
-    cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+def test_fpn_builder_and_bad_fpn_inputs(shipped_config):
+    cfg = shipped_config("PascalVOC-Detection/resnet50_fpn_voc0712.yaml")
+    assert cfg.MODEL.BACKBONE.NAME == "build_paper_resnet_fpn_backbone"
     fpn = build_backbone(cfg, ShapeSpec(channels=3))
     outputs = fpn(torch.randn(1, 3, 64, 64))
     assert {k: v.stride for k, v in fpn.output_shape().items()} == {

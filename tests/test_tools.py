@@ -59,8 +59,14 @@ def test_no_paper_reference_where_the_paper_has_none():
 
 
 def test_every_benchmark_model_has_a_config_and_a_group():
+    from resnet_backbone import model_zoo
+
     for name, (depth, design, implementation) in benchmark_lib.BENCHMARK_MODELS.items():
         cfg = benchmark_lib.detection_cfg(name)
+        # the shipped config, with only the device and the RoIs per image set
+        shipped = model_zoo.get_config(benchmark_lib.BENCHMARK_CONFIGS[depth, design])
+        shipped.MODEL.DEVICE, shipped.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = "cpu", 512
+        assert (cfg == shipped) == (implementation in ("ours", "vgg")), name
         assert cfg.MODEL.BACKBONE.FREEZE_AT == 2 and cfg.MODEL.RESNETS.NORM == "FrozenBN"
         assert cfg.MODEL.BACKBONE.NAME.startswith(
             {"ours": "build_paper_resnet", "fast": "build_paper_resnet", "d2": "build_resnet",
@@ -158,17 +164,13 @@ def test_benchmark_fast_path_row(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def untrained_run(tmp_path_factory, demo_config):
+def untrained_run(tmp_path_factory, shipped_config):
     """A run directory as train_net leaves it (config.yaml, model_final.pth), without training:
     the demo's model with its initial weights."""
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    from resnet_backbone import add_resnet_backbone_config
-
     run = tmp_path_factory.mktemp("run")
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.merge_from_file(str(demo_config))
+    cfg = shipped_config("Demo/resnet18_c4_synthetic.yaml")
     torch.manual_seed(0)
     torch.save({"model": build_model(cfg).state_dict()}, run / "model_final.pth")
     (run / "config.yaml").write_text(cfg.dump())

@@ -44,11 +44,9 @@ def test_train_then_eval_only(train_net, tiny, trained_run, tmp_path):
     assert again["bbox"]["AP50"] == pytest.approx(results["bbox"]["AP50"], abs=1e-6)
 
 
-def test_final_metrics_are_strict_json_with_undefined_metrics_as_null(tmp_path):
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    cfg.OUTPUT_DIR, cfg.DATASETS.TEST = str(tmp_path), ("val",)
+def test_final_metrics_are_strict_json_with_undefined_metrics_as_null(shipped_config, tmp_path):
+    cfg = shipped_config("Demo/resnet18_c4_synthetic.yaml", "OUTPUT_DIR", str(tmp_path),
+                         "DATASETS.TEST", ("val",))
     save_final_metrics(cfg, {"bbox": {"AP": 12.5, "APl": math.nan, "APm": math.inf}})
     assert strict_json(tmp_path / FINAL_METRICS) == {
         "val": {"bbox": {"AP": 12.5, "APl": None, "APm": None}}}

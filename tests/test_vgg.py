@@ -8,7 +8,6 @@ import torchvision
 from torchvision.ops import roi_pool
 
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.poolers import ROIPooler
@@ -16,7 +15,6 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from resnet_backbone.config import add_resnet_backbone_config
 from resnet_backbone.convert import convert_torchvision_vgg16
 from resnet_backbone.fc_box_head import VGG16BoxHead
 from resnet_backbone.vgg import BLOCK_NAMES, VGG16, make_vgg16
@@ -158,20 +156,13 @@ def test_output_shape_equals_outputs_for_every_choice_of_out_features(monkeypatc
     assert {k: (s.channels, s.stride) for k, s in shapes.items()} == expected
 
 
-def test_fpn_over_conv2_to_conv5():
+def test_fpn_over_conv2_to_conv5(shipped_config):
     """build_vgg16_fpn_backbone: levels are named by stride (conv2..conv5 give p1..p4) and the
     extra max-pooled level p5 comes from the coarsest one."""
-    from detectron2.config import get_cfg
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling import build_backbone
-
-    from resnet_backbone.config import add_resnet_backbone_config
-
-    cfg = add_resnet_backbone_config(get_cfg())
-    cfg.MODEL.BACKBONE.NAME = "build_vgg16_fpn_backbone"
-    cfg.MODEL.VGG.OUT_FEATURES = ["conv2", "conv3", "conv4", "conv5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["conv2", "conv3", "conv4", "conv5"]
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    levels = ["conv2", "conv3", "conv4", "conv5"]
+    cfg = shipped_config(VGG16_CONFIG, "MODEL.BACKBONE.NAME", "build_vgg16_fpn_backbone",
+                         "MODEL.VGG.OUT_FEATURES", levels, "MODEL.FPN.IN_FEATURES", levels,
+                         "MODEL.FPN.OUT_CHANNELS", 32)
     fpn = build_backbone(cfg, ShapeSpec(channels=3))
     with torch.no_grad():
         outputs = fpn(torch.randn(1, 3, 64, 96))
@@ -184,27 +175,19 @@ def test_fpn_over_conv2_to_conv5():
 # Through Detectron2's config and Faster R-CNN
 
 
-def vgg_faster_rcnn_cfg(*overrides):
-    cfg = get_cfg()
-    add_resnet_backbone_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.BACKBONE.NAME = "build_vgg16_backbone"
-    cfg.MODEL.RPN.IN_FEATURES = ["conv5"]
-    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[32, 64, 128]]
-    cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 32
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 200
-    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 32
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 100
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 16
-    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
-    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["conv5"]
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
-    cfg.MODEL.ROI_BOX_HEAD.NAME = "VGG16BoxHead"
-    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
-    cfg.merge_from_list(list(overrides))
-    return cfg
+VGG16_CONFIG = "PascalVOC-Detection/vgg16_voc0712.yaml"  # Table 7's VGG-16 row
+# Anchors, proposals and RoIs for 96-128 px images and a CPU step; 3 classes.
+SMALL = ("MODEL.ANCHOR_GENERATOR.SIZES", [[32, 64, 128]], "MODEL.RPN.BATCH_SIZE_PER_IMAGE", 32,
+         "MODEL.RPN.PRE_NMS_TOPK_TRAIN", 200, "MODEL.RPN.POST_NMS_TOPK_TRAIN", 32,
+         "MODEL.RPN.PRE_NMS_TOPK_TEST", 100, "MODEL.RPN.POST_NMS_TOPK_TEST", 16,
+         "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16)
+
+
+@pytest.fixture
+def vgg_faster_rcnn_cfg(shipped_config):
+    """`vgg_faster_rcnn_cfg(KEY, value, ...)`: the shipped VGG-16 detector, small, with the
+    overrides."""
+    return lambda *overrides: shipped_config(VGG16_CONFIG, *SMALL, *overrides)
 
 
 def _training_batch():
@@ -224,7 +207,7 @@ def _training_batch():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pooler_type", ["ROIPool", "ROIAlignV2"])
-def test_faster_rcnn_trains_and_infers_on_cpu(pooler_type, converted):
+def test_faster_rcnn_trains_and_infers_on_cpu(vgg_faster_rcnn_cfg, pooler_type, converted):
     torch.manual_seed(0)
     cfg = vgg_faster_rcnn_cfg("MODEL.ROI_BOX_HEAD.POOLER_TYPE", pooler_type)
     model = build_model(cfg)
@@ -275,7 +258,7 @@ def test_faster_rcnn_trains_and_infers_on_cpu(pooler_type, converted):
         assert instances.pred_classes.max() < 3
 
 
-def test_builder_reads_the_vgg_config():
+def test_builder_reads_the_vgg_config(vgg_faster_rcnn_cfg):
     cfg = vgg_faster_rcnn_cfg(
         "MODEL.VGG.OUT_FEATURES", ["conv3", "conv4"], "MODEL.VGG.FREEZE_AT", 3
     )
@@ -298,7 +281,7 @@ def test_builder_reads_the_vgg_config():
         (("MODEL.VGG.OUT_FEATURES", ["conv3"], "MODEL.VGG.FREEZE_AT", 4), "MODEL.VGG.FREEZE_AT"),
     ],
 )
-def test_bad_backbone_config_names_the_key(overrides, key):
+def test_bad_backbone_config_names_the_key(vgg_faster_rcnn_cfg, overrides, key):
     cfg = vgg_faster_rcnn_cfg(*overrides)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         build_backbone(cfg)
@@ -313,14 +296,14 @@ def test_bad_backbone_config_names_the_key(overrides, key):
         (("MODEL.ROI_BOX_HEAD.VGG.DROPOUT", 1.0), 512, "MODEL.ROI_BOX_HEAD.VGG.DROPOUT"),
     ],
 )
-def test_bad_box_head_config_names_the_key(overrides, in_channels, key):
+def test_bad_box_head_config_names_the_key(vgg_faster_rcnn_cfg, overrides, in_channels, key):
     cfg = vgg_faster_rcnn_cfg(*overrides)
     features = {"conv5": ShapeSpec(channels=in_channels, stride=16)}
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         build_roi_heads(cfg, features)
 
 
-def test_a_narrower_head_takes_any_pooler_resolution():
+def test_a_narrower_head_takes_any_pooler_resolution(vgg_faster_rcnn_cfg):
     cfg = vgg_faster_rcnn_cfg(
         "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 14, "MODEL.ROI_BOX_HEAD.VGG.FC_DIM", 64,
         "MODEL.ROI_BOX_HEAD.VGG.DROPOUT", 0.0,

@@ -1,5 +1,6 @@
 """The harness of tools/benchmark.py: one Faster R-CNN training step of this package's
-backbones beside Detectron2's built-in ResNet of the same depth and design, and VGG-16.
+backbones beside Detectron2's built-in ResNet of the same depth and design, and VGG-16, each
+built from its shipped COCO config (BENCHMARK_CONFIGS).
 
 Every model runs in a process of its own (`benchmark_worker`) so that its peak memory is its own;
 `run_group` keeps the processes of one comparison alive together and lets them take single steps
@@ -18,11 +19,9 @@ import tempfile
 import time
 import traceback
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
@@ -30,9 +29,8 @@ from detectron2.utils.events import EventStorage
 from fvcore.nn import parameter_count
 from tabulate import tabulate
 
-from resnet_backbone.config import add_resnet_backbone_config
+from resnet_backbone import model_zoo
 from resnet_backbone.fast_path import apply_fast_path
-from resnet_backbone.resnet import DEPTH_TABLE, BasicBlock
 from resnet_backbone.safe_load import read_checkpoint
 
 # name -> (depth, design, implementation). "ours" uses this package's builders, "d2" Detectron2's
@@ -50,7 +48,20 @@ BENCHMARK_MODELS = {
     "VGG16-C4": (16, "C4", "vgg"),
     "R101-C4-fast": (101, "C4", "fast"),
 }
-FAST_PATH_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "Base-FastPath.yaml"
+# The shipped config (resnet_backbone.model_zoo) of each (depth, design): the paper's COCO rows
+# (Table 8: C4 with the settings of configs/Base-Paper-C4.yaml) and the FPN variant.
+BENCHMARK_CONFIGS = {
+    (50, "C4"): "COCO-Detection/resnet50_c4_coco2014.yaml",
+    (101, "C4"): "COCO-Detection/resnet101_c4_coco2014.yaml",
+    (50, "FPN"): "COCO-Detection/resnet50_fpn_coco2017.yaml",
+    (101, "FPN"): "COCO-Detection/resnet101_fpn_coco2017.yaml",
+    (16, "C4"): "COCO-Detection/vgg16_coco2014.yaml",
+}
+FAST_PATH_CONFIG = "Base-FastPath.yaml"
+# Detectron2's built-in builders, which "d2" puts in place of ours (the same parameter names).
+BUILTIN_NAMES = {"C4": {"MODEL.BACKBONE.NAME": "build_resnet_backbone",
+                        "MODEL.ROI_HEADS.NAME": "Res5ROIHeads"},
+                 "FPN": {"MODEL.BACKBONE.NAME": "build_resnet_fpn_backbone"}}
 # What is compared in the same interleaved run: (ours, reference). The VGG-16 baseline joins the
 # R-101 C4 group, as the paper compares exactly these two.
 BENCHMARK_PAIRS = (
@@ -65,70 +76,22 @@ VGG_VERSUS = ("VGG16-C4", "R101-C4")
 JOINS = {"VGG16-C4": "R101-C4", "R101-C4-fast": "R101-C4"}
 
 
-def detection_cfg(name, *, device="cpu", num_classes=80, rois_per_image=512, compile=True):
-    """Faster R-CNN config of benchmark model `name`: Detectron2's C4 / FPN defaults (its
-    Base-RCNN-C4 / Base-RCNN-FPN settings), FrozenBN, FREEZE_AT 2, MSRA stride in the 1x1.
-    `rois_per_image` is MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE (Detectron2's default 512); in the
-    C4 design the head's cost is proportional to it. The fast path's torch.compile is left out
-    when `compile` is False."""
+def detection_cfg(name, *, device="cpu", rois_per_image=512, compile=True):
+    """Faster R-CNN config of benchmark model `name`: its shipped config (BENCHMARK_CONFIGS, read
+    through resnet_backbone.model_zoo: FrozenBN, FREEZE_AT 2, MSRA's stride in the 1x1); "d2"
+    with Detectron2's built-in backbone (and Res5ROIHeads in C4) in place of ours, "fast" with
+    configs/Base-FastPath.yaml merged on top (its torch.compile left out when `compile` is
+    False). `rois_per_image` is MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE (Detectron2's default 512,
+    the paper's 128); in the C4 design the head's cost is proportional to it."""
     depth, design, implementation = BENCHMARK_MODELS[name]
-    cfg = add_resnet_backbone_config(get_cfg())
+    cfg = model_zoo.get_config(BENCHMARK_CONFIGS[depth, design])
     if implementation == "fast":
-        cfg.merge_from_file(str(FAST_PATH_CONFIG))
+        cfg.merge_from_file(model_zoo.get_config_file(FAST_PATH_CONFIG))
         cfg.MODEL.FAST_PATH.COMPILE = compile
-        implementation = "ours"
+    if implementation == "d2":
+        cfg.merge_from_list([item for pair in BUILTIN_NAMES[design].items() for item in pair])
     cfg.MODEL.DEVICE = device
-    cfg.MODEL.MASK_ON = False
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = rois_per_image
-    cfg.MODEL.BACKBONE.FREEZE_AT = 2
-    cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = True
-    if implementation != "vgg":
-        cfg.MODEL.RESNETS.DEPTH = depth
-        cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if DEPTH_TABLE[depth][0] is BasicBlock else 256
-    if design == "C4":
-        # get_cfg()'s defaults are the C4 design: res4 features, 14x14 RoIs, res5 per RoI.
-        if implementation == "vgg":
-            cfg.MODEL.BACKBONE.NAME = "build_vgg16_backbone"
-            cfg.MODEL.VGG.OUT_FEATURES = ["conv5"]
-            cfg.MODEL.VGG.FREEZE_AT = 2
-            cfg.MODEL.RPN.IN_FEATURES = ["conv5"]
-            cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
-            cfg.MODEL.ROI_HEADS.IN_FEATURES = ["conv5"]
-            cfg.MODEL.ROI_BOX_HEAD.NAME = "VGG16BoxHead"
-            cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
-            cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIPool"  # as in the Faster R-CNN paper
-        else:
-            cfg.MODEL.BACKBONE.NAME = (
-                "build_paper_resnet_backbone" if implementation == "ours"
-                else "build_resnet_backbone"
-            )
-            cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
-            cfg.MODEL.RPN.IN_FEATURES = ["res4"]
-            cfg.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]
-            cfg.MODEL.ROI_HEADS.NAME = (
-                "PaperRes5ROIHeads" if implementation == "ours" else "Res5ROIHeads"
-            )
-    else:  # FPN, as Detectron2's Base-RCNN-FPN.yaml
-        cfg.MODEL.BACKBONE.NAME = (
-            "build_paper_resnet_fpn_backbone" if implementation == "ours"
-            else "build_resnet_fpn_backbone"
-        )
-        cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-        cfg.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
-        cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
-        cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
-        cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
-        cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
-        cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000
-        cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
-        cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
-        cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
-        cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-        cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2
-        cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
     return cfg
 
 
@@ -433,6 +396,7 @@ def run_benchmark(models, *, device, iters, warmup, repeats, batch_size, image_s
                     runs[name].append(run)
             for name in group:
                 results[name] = merge_runs(name, runs[name])
+                results[name]["config"] = BENCHMARK_CONFIGS[BENCHMARK_MODELS[name][:2]]
                 results[name]["images_per_second"] = batch_size / results[name]["times"]["median"]
     pairs = [pair for pair in BENCHMARK_PAIRS if set(pair) <= set(results)]
     if set(VGG_VERSUS) <= set(results):
@@ -489,7 +453,8 @@ def format_benchmark(report):
         f"Faster R-CNN training step (forward + backward + SGD step) on {report['device']} "
         f"({report['device_name']}; {report['threads']} torch threads; torch {report['torch']}): "
         f"batch {report['batch_size']} x {height}x{width}, {report['rois_per_image']} RoIs per "
-        f"image, FrozenBN, FREEZE_AT 2{', AMP fp16' if report['amp'] else ''}; "
+        f"image, the shipped COCO-Detection configs (FrozenBN, FREEZE_AT 2)"
+        f"{', AMP fp16' if report['amp'] else ''}; "
         f"{report['warmup']} warm-up + {report['iters']} timed steps per model and run, "
         f"{report['repeats']} run(s) in fresh processes, the models of a group taking steps in "
         "turn.",
