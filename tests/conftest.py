@@ -1,5 +1,6 @@
 """Shared fixtures: the shipped configs by name, the embedded synthetic data, tiny CPU settings,
 and tools/train_net.py run in a subprocess on that data."""
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +33,31 @@ def datasets_dir(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Every test in one torch thread, as the subprocesses the tests start (OMP_NUM_THREADS=1).
+    The tests' inputs are tiny; with more threads than idle cores OpenMP's spin-waiting made a
+    ResNet-50 forward 40x slower (5.8 s vs 0.13 s on a busy 2-core machine). On this project's
+    2-core machine at load averages of 3-5, the fast subset (before its slow tests were marked)
+    took 408 and 642 s with torch's default two threads and 267 s with one; idle, two threads
+    save a tenth (79 s against 88 s for today's fast subset)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fast_subset(values, fast):
+    """`values` for `pytest.mark.parametrize` with those not in `fast` marked slow: the fast
+    subset checks a representative few, `make test` every one. A tuple is one parameter set."""
+    slow = pytest.mark.slow
+    return [value if value in fast else
+            pytest.param(*(value if isinstance(value, tuple) else (value,)), marks=slow)
+            for value in values]
+
+
 @pytest.fixture(scope="session")
 def shipped_config():
     """`shipped_config(name, KEY, value, ..., freeze=False)`: the shipped config `name` (a path
@@ -56,6 +82,35 @@ def shipped_config():
         return cfg
 
     return build
+
+
+# What tests/test_weights.py and tests/test_layers.py ask a fresh interpreter: after `import
+# resnet_backbone` alone, whether imagenet:// names resolve; after building a detection config,
+# which modules of the classification half are loaded and whether its registry entry and keys
+# are there.
+FRESH_IMPORT = """\
+import json, sys
+import resnet_backbone
+from detectron2.utils.file_io import PathManager
+facts = {"imagenet_name_is_a_file": PathManager.isfile("imagenet://torchvision/resnet50")}
+from resnet_backbone import model_zoo
+from detectron2.modeling import META_ARCH_REGISTRY
+cfg = model_zoo.get_config("Demo/resnet18_c4_synthetic.yaml")
+facts.update(classification_modules=sorted(m for m in sys.modules if "classification" in m),
+             image_classifier_registered="ImageClassifier" in META_ARCH_REGISTRY,
+             classifier_keys_in_detection_config=["CLASSIFIER" in cfg.MODEL, "CLS" in cfg.INPUT])
+print(json.dumps(facts))
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_import():
+    """FRESH_IMPORT's answers (a dict), from one subprocess for the session: importing torch and
+    Detectron2 takes a fresh interpreter seconds."""
+    result = subprocess.run([sys.executable, "-c", FRESH_IMPORT], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

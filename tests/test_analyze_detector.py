@@ -13,6 +13,7 @@ import analyze_model  # noqa: E402  (tools/analyze_model.py)
 PLAIN18 = REPO / "configs" / "Demo" / "plain18_c4_synthetic.yaml"
 
 
+@pytest.mark.slow  # the tool in a subprocess, on the synthetic data
 def test_flops_and_activations_over_test_images(train_net, demo_config, tmp_path):
     out = tmp_path / "analysis.json"
     completed = train_net("--tasks", "flop", "activation", "parameter", "-n", "2",

@@ -6,6 +6,7 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
+from conftest import fast_subset
 from resnet_backbone.resnet import DEPTH_TABLE, make_resnet
 from resnet_backbone.roi_heads import make_res5_head
 
@@ -64,7 +65,7 @@ def test_faster_rcnn_c4_trains_one_step_and_infers(shipped_config, name, options
     assert outputs[0]["instances"].pred_boxes.tensor.shape[1] == 4
 
 
-@pytest.mark.parametrize("depth", sorted(DEPTH_TABLE))
+@pytest.mark.parametrize("depth", fast_subset(sorted(DEPTH_TABLE), fast=(18, 50)))
 def test_res5_head_continues_the_backbone(depth):
     """Backbone up to res4 followed by the head's res5 has the full network's res5 shape."""
     head, channels = make_res5_head(depth, norm="BN")
@@ -89,7 +90,7 @@ def randomized(state_dict, seed):
     return {k: torch.rand(v.shape, generator=generator) + 0.5 for k, v in state_dict.items()}
 
 
-@pytest.mark.parametrize("depth", [50, 101])
+@pytest.mark.parametrize("depth", fast_subset([50, 101], fast=(50,)))
 def test_detectron2_settings_give_detectron2s_r50_r101_bit_for_bit(shipped_config, depth):
     """Bottleneck, option B, stride in the 1x1 (the shipped MSRA rows): the backbone and C4 head
     are Detectron2's own build_resnet_backbone and Res5ROIHeads, with the same names and

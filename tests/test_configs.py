@@ -1,7 +1,8 @@
 """The shipped configs, loaded by name through resnet_backbone.model_zoo: every detection leaf
 builds and runs on CPU, names registered data with its class count, and the paper's comparisons
 (plain vs residual, VGG-16 vs ResNet-101) differ only in the network. That each config's pixel
-format fits its weights is tests/test_weights.py's."""
+format fits its weights is tests/test_weights.py's. The fast subset builds one detection leaf of
+each network design; `make test` builds them all."""
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,19 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 
 import resnet_backbone.classification  # noqa: F401 (the classifiers' configs need their keys)
+from conftest import fast_subset
 from resnet_backbone import model_zoo
 
 LEAVES = [name for name in model_zoo.list_configs() if not Path(name).name.startswith("Base-")]
 DETECTION_LEAVES = [name for name in LEAVES if "-Detection/" in name or name.startswith("Demo/")]
 PLAIN_LEAVES = [name for name in LEAVES if Path(name).name.startswith("plain")]
+# One leaf per network design (basic and bottleneck blocks, plain, SyncBN, FPN, VGG-16); the
+# other leaves differ from one of these in depth, data or schedule.
+REPRESENTATIVE_LEAVES = ("Demo/resnet18_c4_synthetic.yaml", "Demo/plain18_c4_synthetic.yaml",
+                         "PascalVOC-Detection/resnet50_c4_voc0712.yaml",
+                         "PascalVOC-Detection/resnet18_c4_scratch_voc0712.yaml",
+                         "PascalVOC-Detection/resnet50_fpn_voc0712.yaml",
+                         "PascalVOC-Detection/vgg16_voc0712.yaml")
 PAPER_ROWS = {
     "Table 7, VOC 07 test": ("PascalVOC-Detection/vgg16_voc0712.yaml",
                              "PascalVOC-Detection/resnet101_c4_voc0712.yaml"),
@@ -38,7 +47,7 @@ def differences(a, b, prefix=""):
     return found
 
 
-@pytest.mark.parametrize("name", DETECTION_LEAVES)
+@pytest.mark.parametrize("name", fast_subset(DETECTION_LEAVES, fast=REPRESENTATIVE_LEAVES))
 def test_detection_config_builds_and_runs_on_cpu(shipped_config, name):
     cfg = shipped_config(name, "MODEL.WEIGHTS", "")
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import fast_subset
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from resnet_backbone import convert
@@ -16,16 +17,6 @@ from resnet_backbone.resnet import make_resnet
 
 DEPTHS = (18, 34, 50, 101, 152)
 STAGE_OUTPUTS = ["res2", "res3", "res4", "res5"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The inputs here are tiny; with more threads than idle cores OpenMP's spin-waiting made a
-    ResNet-50 forward 40x slower (5.8 s vs 0.13 s on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def meta_torchvision_resnet(depth):
@@ -132,9 +123,14 @@ def fake_msra_blobs(depth, *, with_stats, seed=0):
     return blobs
 
 
-@pytest.mark.parametrize("with_stats", [False, True], ids=["fused-affine", "with-stats"])
-@pytest.mark.parametrize("wrapper", ["blobs", "detectron2-zoo"])
-def test_msra_pickle_gives_expected_tensors(tmp_path, with_stats, wrapper):
+# Both wrappers with both kinds of BatchNorm under `make test`; each wrapper and each kind once
+# in the fast subset.
+@pytest.mark.parametrize("wrapper, with_stats", fast_subset(
+    [("blobs", False), ("blobs", True), ("detectron2-zoo", False), ("detectron2-zoo", True)],
+    fast=[("blobs", False), ("detectron2-zoo", True)]),
+    ids=["blobs-fused-affine", "blobs-with-stats", "detectron2-zoo-fused-affine",
+         "detectron2-zoo-with-stats"])
+def test_msra_pickle_gives_expected_tensors(tmp_path, wrapper, with_stats):
     blobs = fake_msra_blobs(50, with_stats=with_stats)
     if wrapper == "blobs":
         data = {"blobs": blobs}
@@ -309,9 +305,10 @@ def torchvision_stages(model, x):
     return outputs
 
 
-@pytest.mark.parametrize(
-    "depth, norm", [(d, "FrozenBN") for d in DEPTHS] + [(50, "BN")]
-)
+# Every depth under `make test`; one of each block type (and BN) in the fast subset.
+@pytest.mark.parametrize("depth, norm", fast_subset(
+    [(d, "FrozenBN") for d in DEPTHS] + [(50, "BN")],
+    fast=[(18, "FrozenBN"), (50, "FrozenBN"), (50, "BN")]))
 def test_converted_torchvision_resnet_matches_torchvision(tmp_path, depth, norm):
     generator = torch.Generator().manual_seed(depth)
     torch.manual_seed(depth)

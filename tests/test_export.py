@@ -5,7 +5,8 @@ stops with a clear message on what it cannot do.
 
 Weights are seeded random. The design tests use small models (depth 18, VGG-16 with a 256-wide
 box head); the slow test builds every shipped config at its own depth and sets its norm
-statistics from the image. MSRA-pixel configs get torchvision's PIXEL_STD: untrained networks
+statistics from the image. The fast subset exports the C4 design and scripts the backbones of
+a few configs (basic and bottleneck blocks, plain, SyncBN, FPN, VGG-16); `make test` all. MSRA-pixel configs get torchvision's PIXEL_STD: untrained networks
 without normalisation otherwise reach activations in the thousands, whose RPN deltas saturate
 and turn float rounding into visible box differences; trained weights do not do that.
 """
@@ -21,6 +22,7 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_backbone, build_model
 from torch import nn
 
+from conftest import fast_subset
 from resnet_backbone import model_zoo
 from resnet_backbone.export import (
     ExportMismatchError,
@@ -64,6 +66,11 @@ DESIGNS = {
               ["MODEL.ROI_BOX_HEAD.VGG.FC_DIM", "256", *VGG_SCORES]),
 }
 SIZES = [(96, 128), (120, 88)]  # traced at the first, checked at both: H and W both change
+# The backbones scripted in the fast subset: one of each kind.
+REPRESENTATIVE_LEAVES = ("Demo/resnet18_c4_synthetic.yaml", "Demo/plain18_c4_synthetic.yaml",
+                         "PascalVOC-Detection/resnet18_c4_scratch_voc0712.yaml",
+                         "PascalVOC-Detection/resnet50_fpn_voc0712.yaml",
+                         "PascalVOC-Detection/vgg16_voc0712.yaml")
 
 
 def small_config(name, overrides=()):
@@ -79,7 +86,7 @@ def image_of_size(height, width, seed=0):
     return F.interpolate(noise, size=(height, width), mode="bilinear")[0] * 255
 
 
-@pytest.fixture(scope="module", params=sorted(DESIGNS))
+@pytest.fixture(scope="module", params=fast_subset(sorted(DESIGNS), fast=("C4",)))
 def detector(request):
     name, overrides = DESIGNS[request.param]
     torch.manual_seed(0)
@@ -105,7 +112,7 @@ def assert_same_detections(detector, run, what, tolerance):
         compare_detections(expected, run(image), what=what, size=size, **tolerance)
 
 
-@pytest.mark.parametrize("name", DETECTION_LEAVES)
+@pytest.mark.parametrize("name", fast_subset(DETECTION_LEAVES, fast=REPRESENTATIVE_LEAVES))
 def test_backbone_of_every_shipped_config_scripts(name):
     cfg = model_zoo.get_config(name)
     cfg.MODEL.DEVICE = "cpu"
@@ -121,10 +128,16 @@ def test_backbone_of_every_shipped_config_scripts(name):
         torch.testing.assert_close(actual[feature], expected[feature], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("options", [
+VARIANTS = [
     dict(depth=18, shortcut="A"), dict(depth=18, shortcut="C"), dict(depth=18, residual=False),
     dict(depth=50, shortcut="A", out_features=["res2", "res5"]), dict(depth=50, residual=False),
-])
+]
+
+
+# Every variant under `make test`; in the fast subset shortcut A and a plain net, of basic and
+# bottleneck blocks.
+@pytest.mark.parametrize("options", fast_subset(VARIANTS, fast=[VARIANTS[i] for i in (0, 2, 3)]),
+                         ids=[f"options{index}" for index in range(len(VARIANTS))])
 def test_every_resnet_variant_scripts(options):
     torch.manual_seed(0)
     backbone = make_resnet(**options).eval()
@@ -253,8 +266,9 @@ def sample_image(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("fmt, method", [
-    ("torchscript", "tracing"), ("torchscript", "scripting"), ("onnx", "tracing")])
+@pytest.mark.parametrize("fmt, method", fast_subset([
+    ("torchscript", "tracing"), ("torchscript", "scripting"), ("onnx", "tracing")],
+    fast=[("torchscript", "tracing")]))
 def test_export_model_writes_a_checked_file(fmt, method, sample_image, tmp_path, capsys):
     name, overrides = DESIGNS["C4"]
     path = export_model.main([
@@ -271,6 +285,7 @@ def test_export_model_writes_a_checked_file(fmt, method, sample_image, tmp_path,
     assert f"{fmt} ({method}) vs eager on a 96x120 image" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a whole export (its check replaced by a mismatch)
 def test_a_failed_check_leaves_no_export_json(sample_image, tmp_path, monkeypatch):
     """export.json vouches for the file: not even the one of an earlier export may remain."""
     (tmp_path / "export.json").write_text("{}")
@@ -286,6 +301,7 @@ def test_a_failed_check_leaves_no_export_json(sample_image, tmp_path, monkeypatc
     assert (tmp_path / "model.ts").exists() and not (tmp_path / "export.json").exists()
 
 
+@pytest.mark.slow  # tools/export_model.py in a subprocess
 def test_export_model_loads_the_weights_and_traces_on_the_first_test_image(train_net, tmp_path):
     """In a subprocess on the synthetic data: without --sample-image the first image of
     DATASETS.TEST[0] is used; the file holds the weights of MODEL.WEIGHTS."""
@@ -309,6 +325,7 @@ def test_export_model_loads_the_weights_and_traces_on_the_first_test_image(train
                        **TORCHSCRIPT_TOLERANCE)
 
 
+@pytest.mark.slow  # a whole export and its check, for the way the flags are given
 def test_export_model_takes_detectron2_style_opts(sample_image, tmp_path):
     name, overrides = DESIGNS["C4"]
     export_model.main([

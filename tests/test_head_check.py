@@ -5,6 +5,8 @@ import pytest
 from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
+from conftest import fast_subset
+
 
 @ROI_HEADS_REGISTRY.register()
 class _TestHeadsKeepingDetectron2Res5(Res5ROIHeads):
@@ -28,17 +30,26 @@ def detector_cfg(shipped_config, depth, heads, *options):
 SHORTCUT, RESIDUAL = "MODEL.RESNET_BACKBONE.SHORTCUT", "MODEL.RESNET_BACKBONE.RESIDUAL"
 
 
-@pytest.mark.parametrize("depth, options, named", [
+BACKBONES = [
     (18, (), "MODEL.RESNETS.DEPTH=18 (basic blocks)"),
     (34, (SHORTCUT, "A"), "MODEL.RESNETS.DEPTH=34 (basic blocks); "
                           "MODEL.RESNET_BACKBONE.SHORTCUT='A'"),
     (50, (RESIDUAL, False), "MODEL.RESNET_BACKBONE.RESIDUAL=False (a plain net"),
     (50, (SHORTCUT, "A"), "MODEL.RESNET_BACKBONE.SHORTCUT='A'"),
     (101, (SHORTCUT, "C"), "MODEL.RESNET_BACKBONE.SHORTCUT='C'"),
-])
-@pytest.mark.parametrize("heads", ["Res5ROIHeads", "_TestHeadsKeepingDetectron2Res5"])
-def test_detectron2_res5_with_a_backbone_it_cannot_continue_stops(shipped_config, depth, options,
-                                                                   named, heads):
+]
+HEADS = ["Res5ROIHeads", "_TestHeadsKeepingDetectron2Res5"]
+
+
+# Every backbone with both heads under `make test`; in the fast subset every backbone with
+# Detectron2's Res5ROIHeads and one with the subclass.
+@pytest.mark.parametrize("heads, depth, options, named", fast_subset(
+    [(heads, *backbone) for heads in HEADS for backbone in BACKBONES],
+    fast=[(HEADS[0], *backbone) for backbone in BACKBONES] + [(HEADS[1], *BACKBONES[0])]),
+    ids=[f"{heads}-{depth}-" + ("plain" if RESIDUAL in options else (options or "_B")[1])
+         for heads in HEADS for depth, options, _ in BACKBONES])
+def test_detectron2_res5_with_a_backbone_it_cannot_continue_stops(shipped_config, heads, depth,
+                                                                   options, named):
     cfg = detector_cfg(shipped_config, depth, heads, *options)
     with pytest.raises(ValueError) as error:
         build_model(cfg)

@@ -8,6 +8,7 @@ import torch
 from detectron2.config import instantiate
 from detectron2.modeling import build_model
 
+from conftest import fast_subset
 from resnet_backbone import lazy
 from resnet_backbone.model_zoo import config_root, get_config
 
@@ -69,7 +70,7 @@ def test_demo_network_matches_yaml(lazy_overrides, yaml_name):
     assert check_same_network(*models(DEMO, yaml_name, lazy_overrides)) > 0
 
 
-@pytest.mark.parametrize("depth, shortcut", [(34, "A"), (50, "C")])
+@pytest.mark.parametrize("depth, shortcut", fast_subset([(34, "A"), (50, "C")], fast=[(34, "A")]))
 def test_depth_and_shortcut_are_plain_fields(depth, shortcut):
     """One override of model.backbone reaches the RPN head, res5 and the box predictor."""
     check_same_network(*models(
@@ -133,6 +134,7 @@ LAZY_TINY = ("schedule.max_iter=2", "schedule.ims_per_batch=2", "schedule.warmup
              "model.proposal_generator.post_nms_topk=[200,20]", "train.seed=1")
 
 
+@pytest.mark.slow  # starts tools/lazyconfig_train_net.py
 def test_bad_weights_stop_before_output_dir(train_net, tmp_path):
     out = tmp_path / "out"
     result = train_net(*LAZY_TINY, f"train.output_dir={out}",
@@ -159,6 +161,7 @@ def test_train_then_resume(train_net, tmp_path):
     assert "iteration 2" in resumed.stderr + resumed.stdout
 
 
+@pytest.mark.slow  # starts tools/lazyconfig_train_net.py (as test_bad_config.py's YAML twin does)
 def test_syncbn_under_several_cpu_processes_is_refused_before_output_dir(train_net, tmp_path):
     """The lazy backbone's norm reaches the engine's start-up checks (MODEL.RESNETS.NORM)."""
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import fast_subset
 from resnet_backbone import paper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,23 +25,38 @@ def cells(line):
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
-@pytest.fixture(scope="module")
-def table1(tmp_path_factory):
-    out = tmp_path_factory.mktemp("analysis") / "table1.json"
+def assert_matches_table1(row, paper_flops):
+    assert row["flops"] == pytest.approx(paper_flops, rel=0.05)
+    assert row["paper_flops"] == paper_flops
+    assert row["relative_difference"] == pytest.approx(row["flops"] / paper_flops - 1)
+
+
+# Counting a network takes fvcore from a quarter of a second (ResNet-18) to seconds (ResNet-152,
+# VGG-16): the fast subset counts one network of each block type, `make test` every one, and the
+# whole table through the tool's --json as well.
+@pytest.mark.parametrize("depth", fast_subset(sorted(paper.TABLE1_MULTIPLY_ADDS), fast=(18, 50)))
+def test_multiply_adds_match_table1(depth):
+    (row,) = analyze_model.analyze([depth], plain=False, vgg=False)
+    assert row["name"] == f"ResNet-{depth}"
+    assert_matches_table1(row, paper.TABLE1_MULTIPLY_ADDS[depth])
+
+
+@pytest.mark.slow  # VGG-16's 138M parameters
+def test_vgg16_multiply_adds_match_the_paper():
+    (row,) = analyze_model.analyze([], plain=False, vgg=True)
+    assert row["name"] == "VGG-16"
+    assert_matches_table1(row, paper.VGG16_MULTIPLY_ADDS)
+
+
+@pytest.mark.slow
+def test_table1_through_the_tool_as_json(tmp_path):
+    out = tmp_path / "table1.json"
     analyze_model.main(["--no-plain", "--json", str(out)])
-    return {row["name"]: row for row in json.loads(out.read_text())["networks"]}
-
-
-@pytest.mark.parametrize("depth", sorted(paper.TABLE1_MULTIPLY_ADDS))
-def test_multiply_adds_match_table1(table1, depth):
-    row = table1[f"ResNet-{depth}"]
-    assert row["flops"] == pytest.approx(paper.TABLE1_MULTIPLY_ADDS[depth], rel=0.05)
-    assert row["relative_difference"] == pytest.approx(
-        row["flops"] / paper.TABLE1_MULTIPLY_ADDS[depth] - 1)
-
-
-def test_vgg16_multiply_adds_match_the_paper(table1):
-    assert table1["VGG-16"]["flops"] == pytest.approx(paper.VGG16_MULTIPLY_ADDS, rel=0.05)
+    rows = {row["name"]: row for row in json.loads(out.read_text())["networks"]}
+    assert list(rows) == [f"ResNet-{d}" for d in sorted(paper.TABLE1_MULTIPLY_ADDS)] + ["VGG-16"]
+    for depth, paper_flops in paper.TABLE1_MULTIPLY_ADDS.items():
+        assert_matches_table1(rows[f"ResNet-{depth}"], paper_flops)
+    assert_matches_table1(rows["VGG-16"], paper.VGG16_MULTIPLY_ADDS)
 
 
 def test_analyze_model_prints_the_table(capsys):
