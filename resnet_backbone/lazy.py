@@ -7,6 +7,8 @@ the config's metadata, stop hook) and the start-up checks (`startup.check_detect
 yacs config; `engine_config` writes the lazy config's run fields, pixel format and backbone
 identity into one, so both run unchanged and only `build_model` differs (`lazy_trainer`).
 """
+import inspect
+
 import torch
 import yaml
 from detectron2.config import LazyConfig, get_cfg, instantiate
@@ -69,6 +71,14 @@ def _select(lazy, key):
     return value
 
 
+def _argument(call, name):
+    """What the LazyCall `call` passes its target as `name`: its own value, else the target's
+    default (so the engine's keys follow make_resnet / make_vgg16 rather than a copy of them)."""
+    if name in call:
+        return call[name]
+    return inspect.signature(call._target_).parameters[name].default
+
+
 def _backbone_keys(backbone):
     """MODEL.BACKBONE.NAME and the architecture keys of a lazy `model.backbone` (what the
     start-up checks and the checkpoint metadata read: SyncBN under several CPU processes is
@@ -83,17 +93,17 @@ def _backbone_keys(backbone):
     name = _BACKBONE_NAMES[target]
     keys = {"MODEL.BACKBONE.NAME": name.replace("_backbone", "_fpn_backbone") if fpn else name}
     if target is make_vgg16:
-        keys["MODEL.VGG.FREEZE_AT"] = backbone.get("freeze_at", 2)
+        keys["MODEL.VGG.FREEZE_AT"] = _argument(backbone, "freeze_at")
     if target is make_resnet:
         keys.update({
-            "MODEL.BACKBONE.FREEZE_AT": backbone.get("freeze_at", 0),
+            "MODEL.BACKBONE.FREEZE_AT": _argument(backbone, "freeze_at"),
             "MODEL.RESNETS.DEPTH": backbone.depth,
-            "MODEL.RESNETS.STRIDE_IN_1X1": backbone.get("stride_in_1x1", True),
-            "MODEL.RESNETS.NORM": backbone.get("norm", "FrozenBN"),
+            "MODEL.RESNETS.STRIDE_IN_1X1": _argument(backbone, "stride_in_1x1"),
+            "MODEL.RESNETS.NORM": _argument(backbone, "norm"),
             "MODEL.RESNETS.RES2_OUT_CHANNELS": stage_out_channels(
-                backbone.depth, "res2", backbone.get("res2_out_channels")),
-            "MODEL.RESNET_BACKBONE.RESIDUAL": backbone.get("residual", True),
-            "MODEL.RESNET_BACKBONE.SHORTCUT": backbone.get("shortcut", "B"),
+                backbone.depth, "res2", _argument(backbone, "res2_out_channels")),
+            "MODEL.RESNET_BACKBONE.RESIDUAL": _argument(backbone, "residual"),
+            "MODEL.RESNET_BACKBONE.SHORTCUT": _argument(backbone, "shortcut"),
         })
     return keys
 
