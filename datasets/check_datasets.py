@@ -30,7 +30,7 @@ from resnet_backbone.data import (  # noqa: E402
     datasets_root,
     validate_dataset,
 )
-from resnet_backbone.launch import load_config  # noqa: E402
+from resnet_backbone.runs import load_model_run  # noqa: E402
 
 # Parts of the tree (what one archive, or one set of archives, provides), the splits each part
 # serves, and the number of images each split has in the official release.
@@ -54,9 +54,9 @@ def check_part(part):
 def check_config(config_file, opts):
     """(notes, problems, warnings) of the training and test sets of a config, as its start-up
     check sees them (DATASETS.USER registered from the config)."""
-    cfg = load_config(argparse.Namespace(config_file=config_file, opts=opts))
-    training = dict.fromkeys(cfg.DATASETS.TRAIN, True)
-    evaluation = dict.fromkeys(cfg.DATASETS.TEST, True)
+    run = load_model_run(config_file, opts, trained=False)
+    training = dict.fromkeys(run.train_datasets, True)
+    evaluation = dict.fromkeys(run.test_datasets, True)
     return check_splits(training, evaluation, {})
 
 
@@ -86,9 +86,10 @@ def main(argv=None):
     parser.add_argument("--root", default=None,
                         help="the datasets root (default: $DETECTRON2_DATASETS, else ./datasets)")
     parser.add_argument("--list", action="store_true", help="list the parts and exit")
-    parser.add_argument("--config-file", metavar="FILE",
-                        help="check the datasets of this training config instead of parts "
-                             "(followed by KEY VALUE overrides, as tools/train_net.py)")
+    parser.add_argument("--config-file", metavar="CONFIG",
+                        help="check the datasets of this config (a shipped name, a .yaml or .py "
+                             "file, or a training run's OUTPUT_DIR) instead of parts, followed "
+                             "by its overrides (KEY VALUE, or key=value for a LazyConfig)")
     args = parser.parse_args(argv)
     with datasets_root_set(args.root):
         return check(args)

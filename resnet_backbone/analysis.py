@@ -8,17 +8,13 @@ inference. fvcore counts one multiply-add as one flop, the paper's unit.
 import contextlib
 import itertools
 import logging
-from argparse import Namespace
 from collections import Counter
 
 import numpy as np
 import torch
-from detectron2.data import build_detection_test_loader
-from detectron2.modeling import build_model
 from fvcore.nn import flop_count_table, parameter_count
 
-from .checkpoint import ResNetBackboneCheckpointer
-from .launch import load_config
+from .runs import load_model_run
 
 logger = logging.getLogger(__name__)
 
@@ -39,35 +35,32 @@ def _d2_analysis():
     return analysis
 
 
-def analysis_config(config_file, opts=()):
-    """The frozen config of `config_file` with `opts`, loading data in this process; on a
-    machine without CUDA the model goes to the CPU (the counts do not depend on the device)."""
-    cfg = load_config(Namespace(config_file=config_file,
-                                opts=["DATALOADER.NUM_WORKERS", "0", *opts]))
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but no CUDA device: counting on the CPU")
-        cfg.defrost()
-        cfg.MODEL.DEVICE = "cpu"
-        cfg.freeze()
-    return cfg
+def analysis_run(config_file, opts=()):
+    """The `runs.load_model_run` of `config_file` (any form) with `opts`; on a machine without
+    CUDA the model goes to the CPU (the counts do not depend on the device)."""
+    run = load_model_run(config_file, opts)
+    if run.device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(f"{run.device_key}={run.device} but no CUDA device: counting on the CPU")
+        run.device = "cpu"
+    return run
 
 
-def analysed_model(cfg, *, load_weights):
-    """The model of `cfg` in eval mode, with MODEL.WEIGHTS loaded if asked (and set)."""
-    model = build_model(cfg).eval()
-    if load_weights and cfg.MODEL.WEIGHTS:
-        ResNetBackboneCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)  # data only
+def analysed_model(run, *, load_weights):
+    """The model of `run` in eval mode, with its weights loaded if asked (and set)."""
+    model = run.build_model()
+    if load_weights and run.weights:
+        run.checkpointer(model).load(run.weights)  # data only
     return model
 
 
-def inference_batches(cfg, num_inputs):
-    """The first `num_inputs` one-image batches of DATASETS.TEST[0], as inference sees them."""
-    if not cfg.DATASETS.TEST:
-        raise ValueError("DATASETS.TEST is empty: flops and activations are counted on the "
-                         "images of its first dataset; name one (e.g. DATASETS.TEST "
-                         "\"('synthetic_shapes_val',)\")")
-    loader = build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])
-    return list(itertools.islice(loader, num_inputs))
+def inference_batches(run, num_inputs):
+    """The first `num_inputs` one-image batches of the run's first test set, as inference sees
+    them."""
+    if not run.test_datasets:
+        raise ValueError(f"{run.test_datasets_key} is empty: flops and activations are counted "
+                         "on the images of its first dataset; name one (e.g. "
+                         "synthetic_shapes_val)")
+    return list(itertools.islice(run.test_loader(run.test_datasets[0]), num_inputs))
 
 
 def _mean_std(values):
@@ -125,15 +118,15 @@ def count_parameters(model):
             "table": _d2_analysis().parameter_count_table(model, max_depth=5)}
 
 
-def analyze_config(cfg, tasks, *, num_inputs):
+def analyze_run(run, tasks, *, num_inputs):
     """{task: result} for `tasks` (of TASKS); flops and activations over `num_inputs` images
     with MODEL.WEIGHTS loaded, parameters and structure of the model as built."""
     unknown = [task for task in tasks if task not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; use any of {list(TASKS)}")
     data_tasks = [task for task in tasks if task in ("flop", "activation")]
-    model = analysed_model(cfg, load_weights=bool(data_tasks))
-    batches = inference_batches(cfg, num_inputs) if data_tasks else []
+    model = analysed_model(run, load_weights=bool(data_tasks))
+    batches = inference_batches(run, num_inputs) if data_tasks else []
     results = {}
     for task in tasks:
         if task == "flop":

@@ -1,87 +1,64 @@
 """A trained detector on image files: the part tools/predict.py and tools/draw_detections.py
-share. A model is named by a config file (with MODEL.WEIGHTS) or by a training run's OUTPUT_DIR
-(its config.yaml and its final or last checkpoint); the run's DATASETS.USER are registered, so
-class names come from the run's own datasets. Prediction is Detectron2's DefaultPredictor,
-drawing its Visualizer; images are read by `detection_utils.read_image`, which applies the EXIF
-orientation and turns grayscale, palette and RGBA images into three channels.
+share. A model is named by any `--config-file` form (`runs.load_model_run`: a YAML or lazy config
+with its weights, or a training run's OUTPUT_DIR with its final or last checkpoint); a run's
+DATASETS.USER are registered, so class names come from the run's own datasets. Prediction runs
+the model as Detectron2's DefaultPredictor does, drawing its Visualizer; images are read by
+`detection_utils.read_image`, which applies the EXIF orientation and turns grayscale, palette
+and RGBA images into three channels.
 """
 import glob
 import io
 import json
 import logging
 import os
-from argparse import Namespace
 
+import detectron2.data.transforms as T
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image, UnidentifiedImageError
 
-from .checkpoint import ResNetBackboneCheckpointer, check_weights_match_config
-from .fast_path import apply_fast_path
 from .files import atomic_write
-from .launch import load_config
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def run_checkpoint(run_dir):
-    """The weights a training run leaves: model_final.pth, else the file `last_checkpoint`
-    names (a run still going or stopped early)."""
-    final = os.path.join(run_dir, "model_final.pth")
-    if os.path.isfile(final):
-        return final
-    pointer = os.path.join(run_dir, "last_checkpoint")
-    if os.path.isfile(pointer):
-        with open(pointer, encoding="utf-8") as f:
-            last = os.path.join(run_dir, f.read().strip())
-        if os.path.isfile(last):
-            return last
-        raise FileNotFoundError(f"{pointer} names {last}, which does not exist")
-    raise FileNotFoundError(f"{run_dir} holds neither model_final.pth nor last_checkpoint: "
-                            "is it the OUTPUT_DIR of a tools/train_net.py run?")
+def make_predictor(run):
+    """A `Predictor` of the model of `run` (a `runs.load_model_run`), after the checks a
+    prediction needs: trained weights that fit the model, and the device it names."""
+    if not run.weights:
+        raise ValueError(f"{run.weights_key} is empty: an untrained model predicts nothing "
+                         f"useful; give a run folder or --opts {run.weights_key}"
+                         f"{'=' if run.lazy else ' '}path/to/model_final.pth")
+    run.check_weights()  # missing file, other architecture or pixel format
+    if run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"{run.device_key}={run.device!r} but no CUDA device is available; "
+                           f"add --opts {run.device_key}{'=' if run.lazy else ' '}cpu")
+    model = run.build_model()
+    run.checkpointer(model).load(run.weights)  # data only (this package's reader)
+    return Predictor(model, run.test_augmentations(), run.input_format)
 
 
-def load_model_config(config, opts=()):
-    """The frozen config of `config`: a YAML file, or a run folder (its config.yaml, with
-    MODEL.WEIGHTS its checkpoint); `opts` (KEY VALUE ...) go on top. Registers DATASETS.USER."""
-    if os.path.isdir(config):
-        config_file = os.path.join(config, "config.yaml")
-        if not os.path.isfile(config_file):
-            raise FileNotFoundError(f"{config} has no config.yaml: is it the OUTPUT_DIR of a "
-                                    "tools/train_net.py run?")
-        opts = ["MODEL.WEIGHTS", run_checkpoint(config), *opts]
-    elif os.path.isfile(config):
-        config_file = config
-    else:
-        raise FileNotFoundError(f"--config-file {config}: no such file or run folder")
-    return load_config(Namespace(config_file=config_file, opts=list(opts)))
+class Predictor:
+    """A detector on one BGR image (H, W, 3 uint8), as Detectron2's DefaultPredictor runs it:
+    pixels in the model's order, the test-time resize, boxes in the original image's pixels."""
 
+    def __init__(self, model, augmentations, input_format):
+        self.model, self.input_format = model, input_format
+        self.augmentations = T.AugmentationList(augmentations)
 
-def make_predictor(cfg):
-    """Detectron2's DefaultPredictor for `cfg`, after the checks a prediction needs: trained
-    weights that fit the config, and the device it names. The config's MODEL.FAST_PATH
-    switches apply as in training and `--eval-only` (they keep parameter names, so the weights
-    load either way)."""
-    if not cfg.MODEL.WEIGHTS:
-        raise ValueError("MODEL.WEIGHTS is empty: an untrained model predicts nothing useful; "
-                         "give a run folder or --opts MODEL.WEIGHTS path/to/model_final.pth")
-    check_weights_match_config(cfg)  # missing file, other architecture or pixel format
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but no CUDA device is available; "
-                           "add --opts MODEL.DEVICE cpu")
-    weights, cfg = cfg.MODEL.WEIGHTS, cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = ""  # Detectron2's reader would unpickle it: this package's reads data only
-    predictor = DefaultPredictor(cfg)
-    apply_fast_path(cfg, predictor.model)
-    ResNetBackboneCheckpointer(predictor.model, cfg=cfg).load(weights)
-    return predictor
+    def __call__(self, bgr):
+        image = bgr[:, :, ::-1] if self.input_format == "RGB" else bgr
+        height, width = image.shape[:2]
+        resized = T.AugInput(image)
+        self.augmentations(resized)
+        tensor = torch.as_tensor(resized.image.astype("float32").transpose(2, 0, 1))
+        with torch.no_grad():
+            return self.model([{"image": tensor, "height": height, "width": width}])[0]
 
 
 def _json_class_names(json_file):
@@ -90,13 +67,13 @@ def _json_class_names(json_file):
     return [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
 
 
-def class_metadata(cfg):
+def class_metadata(run):
     """Detectron2 metadata holding the class names of the model's outputs: those of the
-    config's first test (else training) dataset that has them. COCO-json datasets get theirs
+    run's first test (else training) dataset that has them. COCO-json datasets get theirs
     from the json's categories, as Detectron2 does when it loads them. Without any, the
     pictures show class numbers (a warning says so)."""
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    for name in (*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN):
+    num_classes = run.num_classes
+    for name in (*run.test_datasets, *run.train_datasets):
         if name not in MetadataCatalog:
             continue
         metadata = MetadataCatalog.get(name)
@@ -106,8 +83,8 @@ def class_metadata(cfg):
         classes = metadata.get("thing_classes")
         if classes and len(classes) == num_classes:
             return metadata
-    logger.warning(f"no dataset of DATASETS.TEST/TRAIN names the {num_classes} classes "
-                   "(MODEL.ROI_HEADS.NUM_CLASSES); the pictures show class numbers")
+    logger.warning(f"no test or training dataset of the config names the {num_classes} "
+                   "classes of the model; the pictures show class numbers")
     return Metadata()
 
 

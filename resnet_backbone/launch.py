@@ -2,7 +2,8 @@
 way (`--config-file`, `--num-gpus`, `--num-machines`, `--machine-rank`, `--dist-url`, `--resume`,
 `--eval-only`, trailing `KEY VALUE` overrides; also under torchrun):
 
-* `load_config`: the config with this package's keys, and DATASETS.USER registered;
+* `load_config`: the config (any form `config_files` reads) with this package's keys, and
+  DATASETS.USER registered;
 * `setup`: the trainer's start-up checks (bad configs, weights and data stop the run before
   OUTPUT_DIR is touched), then Detectron2's `default_setup` and the run's log file, which also
   gets what the checks logged;
@@ -21,8 +22,7 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from . import distributed, model_zoo
-from .config import add_resnet_backbone_config
+from . import config_files, distributed
 from .data.custom import register_user_datasets
 from .hooks import TrainingInterrupted
 from .preemption import EXIT_INTERRUPTED
@@ -30,33 +30,29 @@ from .preemption import EXIT_INTERRUPTED
 PACKAGE_LOGGER = "resnet_backbone"
 
 
-def config_path(config_file):
-    """--config-file as a path: a file, else the shipped config of that name."""
-    if not os.path.isfile(config_file) and config_file in model_zoo.list_configs():
-        return model_zoo.get_config_file(config_file)
-    return config_file
-
-
-def load_config(args, add_config=add_resnet_backbone_config):
-    """The config of `args` (--config-file: a file, or the name of a shipped config such as
-    "PascalVOC-Detection/resnet101_c4_voc0712.yaml"; trailing overrides) with the keys
-    `add_config` adds (a trainer's `add_config`), frozen, its DATASETS.USER registered."""
-    cfg = add_config(get_cfg())
-    config_file = config_path(args.config_file)
+def load_config(args, add_config=None, *, trained=False):
+    """The YAML config of `args` (--config-file in any form `config_files.locate` takes: a
+    shipped name, a file, a run folder; trailing KEY VALUE overrides) with the keys
+    `add_config` adds (a trainer's `add_config`; default: by MODEL.META_ARCHITECTURE), frozen,
+    its DATASETS.USER registered. A run folder's OUTPUT_DIR is the folder, and with `trained`
+    MODEL.WEIGHTS is its checkpoint (what predict, export, analysis and --eval-only use)."""
+    source = config_files.locate(args.config_file)
+    if source.lazy:
+        raise config_files.ConfigFileError(
+            f"--config-file {args.config_file} is a LazyConfig ({source.path}); this tool "
+            "reads it through resnet_backbone.lazy (tools/lazyconfig_train_net.py)")
+    opts = [*config_files.run_overrides(source, trained=trained, lazy=False), *args.opts]
     try:
-        cfg.merge_from_file(config_file)
+        cfg = config_files.yaml_config(source.path, opts, add_config)
     except KeyError:
-        if model_zoo.meta_architecture(config_file) == "ImageClassifier":
+        classifier_keys = config_files.CONFIG_KEYS.get("ImageClassifier")
+        if add_config not in (None, classifier_keys) and \
+                config_files.meta_architecture(source.path) == "ImageClassifier":
             raise ValueError(
                 f"{args.config_file} is a classification config (MODEL.META_ARCHITECTURE "
                 "ImageClassifier); this tool takes detection configs: train and evaluate "
                 "classifiers with tools/pretrain_net.py") from None
         raise
-    try:
-        cfg.merge_from_list(args.opts)
-    except AssertionError as e:  # yacs asserts on unknown keys given on the command line
-        raise KeyError(f"{e} (a command-line override; the known keys are Detectron2's and "
-                       "resnet_backbone/config.py's)") from None
     cfg.freeze()
     register_user_datasets(cfg)  # DATASETS.USER, in every process
     return cfg
@@ -108,7 +104,7 @@ def check_startup(trainer_class, cfg, args, world_size, *, validate_data=True):
 def setup(args, trainer_class, startup_log=None):
     """The checked config of this process, with OUTPUT_DIR and its log file set up.
     `startup_log`: what the checks logged when they ran before (in the spawning process)."""
-    cfg = load_config(args, trainer_class.add_config)
+    cfg = load_config(args, trainer_class.add_config, trained=args.eval_only)
     set_up_checked(cfg, args, trainer_class, startup_log)
     return cfg
 
@@ -121,8 +117,8 @@ def set_up_checked(cfg, args, trainer_class, startup_log=None):
     else:  # the data were checked before the processes were spawned
         trainer_class.check_startup(cfg, world_size=comm.get_world_size(), resume=args.resume,
                                     eval_only=args.eval_only, validate_data=False)
-    default_setup(cfg, argparse.Namespace(**{**vars(args),
-                                             "config_file": config_path(args.config_file)}))
+    default_setup(cfg, argparse.Namespace(
+        **{**vars(args), "config_file": config_files.locate(args.config_file).path}))
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=PACKAGE_LOGGER)
     if comm.is_main_process():
         replay_log(startup_log)
@@ -138,7 +134,8 @@ def run(main, args, trainer_class, load=None):
         startup_log = None
         if world_size > 1 and not distributed.under_torchrun():
             if load is None:
-                checked = trainer_class, load_config(args, trainer_class.add_config)
+                checked = trainer_class, load_config(args, trainer_class.add_config,
+                                                      trained=args.eval_only)
             else:
                 checked = load(args)
             startup_log = check_startup(*checked, args, world_size)

@@ -14,7 +14,8 @@ import resnet_backbone.classification  # noqa: F401 (the classifiers' configs ne
 from conftest import fast_subset
 from resnet_backbone import model_zoo
 
-LEAVES = [name for name in model_zoo.list_configs() if not Path(name).name.startswith("Base-")]
+LEAVES = [name for name in model_zoo.list_configs()
+          if name.endswith(".yaml") and not Path(name).name.startswith("Base-")]
 DETECTION_LEAVES = [name for name in LEAVES if "-Detection/" in name or name.startswith("Demo/")]
 PLAIN_LEAVES = [name for name in LEAVES if Path(name).name.startswith("plain")]
 # One leaf per network design (basic and bottleneck blocks, plain, SyncBN, FPN, VGG-16); the

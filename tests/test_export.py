@@ -36,6 +36,7 @@ from resnet_backbone.export import (
 )
 from resnet_backbone.export.detector import as_batchnorm
 from resnet_backbone.resnet import make_resnet
+from resnet_backbone.runs import YamlModelRun
 from resnet_backbone.vgg import make_vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 DETECTION_LEAVES = [
     name for name in model_zoo.list_configs()
     if name.split("/")[0] in ("PascalVOC-Detection", "COCO-Detection", "Demo")
+    and name.endswith(".yaml")
     and not Path(name).name.startswith("Base-")
 ]
 TORCHVISION_STD = ["MODEL.PIXEL_STD", "[58.395, 57.12, 57.375]"]
@@ -318,7 +320,7 @@ def test_export_model_loads_the_weights_and_traces_on_the_first_test_image(train
     assert run.returncode == 0, run.stderr
     info = json.loads((output / "export.json").read_text())
     assert Path(info["sample_image"]).name == "val_000000.jpg"
-    image = export_model.read_sample_image(cfg, info["sample_image"])
+    image = export_model.read_sample_image(YamlModelRun(cfg), info["sample_image"])
     expected = eager(prepare_for_export(model), image)
     assert len(expected[0]) > 0
     compare_detections(expected, tuple(torch.jit.load(str(output / "model.ts"))(image)),

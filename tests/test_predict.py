@@ -12,7 +12,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "tools"))
 import predict  # noqa: E402  (tools/predict.py)
 
-from resnet_backbone import inference  # noqa: E402
+from resnet_backbone import inference, runs  # noqa: E402
 from resnet_backbone.data import SHAPE_CLASSES, synthetic_root  # noqa: E402
 
 FRUIT = ["apple", "pear", "plum", "fig", "kiwi"]
@@ -93,7 +93,7 @@ def test_the_configs_fast_path_applies_and_predicts_what_the_default_model_does(
     image = torch.randint(0, 256, (70, 50, 3), dtype=torch.uint8).numpy()
     found = {}
     for fold in ("False", "True"):
-        cfg = inference.load_model_config(fruit_run, ["MODEL.FAST_PATH.FOLD_FROZEN_BN", fold])
+        cfg = runs.load_model_run(fruit_run, ["MODEL.FAST_PATH.FOLD_FROZEN_BN", fold])
         predictor = inference.make_predictor(cfg)
         folded = [m for m in predictor.model.modules() if isinstance(m, FoldedNormConv2d)]
         assert bool(folded) == (fold == "True")
@@ -112,7 +112,7 @@ DATASETS:
                   JSON: "{synthetic_root(str(datasets_dir))}/annotations/instances_val.json"}}
   TEST: ("my_coco_val",)
 """)
-    cfg = inference.load_model_config(str(config))
+    cfg = runs.load_model_run(str(config))
     assert inference.class_metadata(cfg).thing_classes == list(SHAPE_CLASSES)
 
 
@@ -130,18 +130,18 @@ def test_bad_inputs_are_named(fruit_run, tmp_path):
     empty.mkdir()
     (empty / "config.yaml").write_text((fruit_run / "config.yaml").read_text())
     with pytest.raises(FileNotFoundError, match="neither model_final.pth nor last_checkpoint"):
-        inference.load_model_config(str(empty))
+        runs.load_model_run(str(empty))
     (empty / "last_checkpoint").write_text("model_0000099.pth")
     with pytest.raises(FileNotFoundError, match="names .*model_0000099.pth, which does not exist"):
-        inference.load_model_config(str(empty))
-    cfg = inference.load_model_config(str(fruit_run / "config.yaml"), ["MODEL.WEIGHTS", ""])
+        runs.load_model_run(str(empty))
+    cfg = runs.load_model_run(str(fruit_run / "config.yaml"), ["MODEL.WEIGHTS", ""])
     with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty"):
         inference.make_predictor(cfg)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_cuda_config_on_a_machine_without_cuda_says_what_to_add(fruit_run):
-    cfg = inference.load_model_config(str(fruit_run), ["MODEL.DEVICE", "cuda"])
+    cfg = runs.load_model_run(str(fruit_run), ["MODEL.DEVICE", "cuda"])
     with pytest.raises(RuntimeError, match="MODEL.DEVICE='cuda' but no CUDA device .* "
                                            "--opts MODEL.DEVICE cpu"):
         inference.make_predictor(cfg)

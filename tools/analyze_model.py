@@ -128,8 +128,9 @@ def parse_args(argv=None):
     parser.add_argument("--no-plain", action="store_true", help="leave out the plain nets")
     parser.add_argument("--no-vgg", action="store_true", help="leave out VGG-16")
     parser.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
-    parser.add_argument("--config-file", metavar="FILE",
-                        help="count the model of this config instead of Table 1's networks")
+    parser.add_argument("--config-file", metavar="CONFIG",
+                        help="count the model of this config instead of Table 1's networks: a "
+                        "shipped name, a .yaml or .py file, or a training run's OUTPUT_DIR")
     parser.add_argument("--tasks", nargs="+", default=["flop", "parameter"], metavar="TASK",
                         help=f"with --config-file: what to count, any of {list(analysis.TASKS)} "
                         "(default: flop parameter)")
@@ -137,13 +138,14 @@ def parse_args(argv=None):
                         help="with --config-file: test images that flops and activations are "
                         "averaged over (default 10)")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
-                        help="with --config-file: KEY VALUE config overrides")
+                        help="with --config-file: config overrides (KEY VALUE for YAML, "
+                        "key=value for LazyConfigs)")
     args = parser.parse_args(argv)
     # --tasks takes every word after it: the KEY VALUE overrides that follow are split off
     tasks = list(args.tasks)
     split = next((i for i, word in enumerate(tasks) if word not in analysis.TASKS), len(tasks))
     args.tasks, extra = tasks[:split], tasks[split:]
-    if extra and not extra[0].isupper():
+    if extra and not (extra[0].isupper() or "=" in extra[0]):
         parser.error(f"--tasks {extra[0]!r} is not a task; use any of {list(analysis.TASKS)}")
     if not args.tasks:
         parser.error(f"--tasks: name one or more of {list(analysis.TASKS)}")
@@ -153,17 +155,17 @@ def parse_args(argv=None):
     return args
 
 
-def format_config_results(config_file, cfg, results):
-    """The text of `analysis.analyze_config` results, a section per task."""
-    weights = cfg.MODEL.WEIGHTS or "none (random initialisation)"
-    lines = [f"{config_file}: {cfg.MODEL.META_ARCHITECTURE}, backbone {cfg.MODEL.BACKBONE.NAME}"]
+def format_config_results(config_file, run, results):
+    """The text of `analysis.analyze_run` results, a section per task."""
+    weights = run.weights or "none (random initialisation)"
+    lines = [f"{config_file}: {run.name}"]
     for task, result in results.items():
         lines.append(f"\n== {task} ==")
         if task == "flop":
             lines += [
                 f"multiply-adds per image: {result['mean'] / 1e9:.3f}e9 +- "
                 f"{result['std'] / 1e9:.3f}e9 over {result['images']} image(s) of "
-                f"{cfg.DATASETS.TEST[0]} (fvcore: one multiply-add is one flop), weights {weights}",
+                f"{run.test_datasets[0]} (fvcore: one multiply-add is one flop), weights {weights}",
                 "by operator (1e9): " + ", ".join(
                     f"{op} {value / 1e9:.3f}" for op, value in result["by_operator"].items()),
                 "per module, first image:", result["table"],
@@ -172,7 +174,7 @@ def format_config_results(config_file, cfg, results):
             lines += [
                 f"activations per image: {result['mean_millions']:.2f}M +- "
                 f"{result['std_millions']:.2f}M over {result['images']} image(s) of "
-                f"{cfg.DATASETS.TEST[0]}",
+                f"{run.test_datasets[0]}",
                 "by operator (M): " + ", ".join(
                     f"{op} {value:.2f}" for op, value in result["by_operator_millions"].items()),
             ]
@@ -184,9 +186,9 @@ def format_config_results(config_file, cfg, results):
 
 
 def analyze_config_file(args):
-    cfg = analysis.analysis_config(args.config_file, args.opts)
-    results = analysis.analyze_config(cfg, args.tasks, num_inputs=args.num_inputs)
-    print(format_config_results(args.config_file, cfg, results))
+    run = analysis.analysis_run(args.config_file, args.opts)
+    results = analysis.analyze_run(run, args.tasks, num_inputs=args.num_inputs)
+    print(format_config_results(args.config_file, run, results))
     if args.json:
         numbers = {task: {k: v for k, v in result.items() if k != "table"}
                    for task, result in results.items() if task != "structure"}

@@ -4,8 +4,8 @@
     python tools/draw_detections.py output/demo/resnet18_c4 [--dataset synthetic_shapes_val] \
         [--num-images 4] [--score-threshold 0.5] [--output-dir output/demo/resnet18_c4/pictures]
 
-The run's config.yaml and model_final.pth (or last checkpoint) go through Detectron2's
-DefaultPredictor; both panels are drawn by its Visualizer (resnet_backbone/inference.py, shared
+The run's config and model_final.pth (or last checkpoint) predict as Detectron2's
+DefaultPredictor does; both panels are drawn by its Visualizer (resnet_backbone/inference.py, shared
 with tools/predict.py). Datasets are found under $DETECTRON2_DATASETS, as in training, the run's
 DATASETS.USER included.
 """
@@ -15,16 +15,16 @@ import os
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from resnet_backbone import inference
+from resnet_backbone import inference, runs
 
 
 def draw_detections(run_dir, out_dir, *, dataset=None, num_images=4, score_threshold=0.5,
                     scale=2.0):
     """Write one side-by-side PNG for each of the first `num_images` images of `dataset`
     (default: the run's first test set); returns their paths."""
-    cfg = inference.load_model_config(run_dir)  # registers the run's DATASETS.USER
-    predictor = inference.make_predictor(cfg)
-    dataset = dataset or cfg.DATASETS.TEST[0]
+    run = runs.load_model_run(run_dir)  # registers the run's DATASETS.USER
+    predictor = inference.make_predictor(run)
+    dataset = dataset or run.test_datasets[0]
     records = DatasetCatalog.get(dataset)[:num_images]
     metadata = MetadataCatalog.get(dataset)
     os.makedirs(out_dir, exist_ok=True)

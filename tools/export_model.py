@@ -8,8 +8,10 @@ The flags are those of Detectron2's tools/deploy/export_model.py:
         [--sample-image IMAGE] MODEL.WEIGHTS output/vgg16_voc0712/model_final.pth [KEY VALUE ...]
 
 --format torchscript (model.ts) or onnx (model.onnx); --export-method tracing (both formats) or
-scripting (TorchScript only). Every shipped detection config exports either way. The model is
-traced on --sample-image (default: the first image of DATASETS.TEST[0]); afterwards the exported
+scripting (TorchScript only). Every shipped detection config exports either way; --config-file
+is a shipped name, a YAML or LazyConfig file (overrides then key=value), or a training run's
+OUTPUT_DIR (its config, with its checkpoint as the weights). The model is traced on
+--sample-image (default: the first image of the config's first test set); afterwards the exported
 file is run on that image and on the image at 3/4 size, and its detections are compared with the
 eager model's (onnxruntime runs the ONNX file). --output also gets export.json: the command, the
 input and outputs of the file, the measured differences.
@@ -33,13 +35,11 @@ except ImportError:  # run from a source checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
 
 # Tracing warns at every Python branch on a tensor; what they warn of (a trace valid for this
 # input only) is what the comparison at two input sizes checks.
 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 
-from resnet_backbone.checkpoint import ResNetBackboneCheckpointer  # noqa: E402
 from resnet_backbone.export import (  # noqa: E402
     OUTPUT_NAMES,
     ExportMismatchError,
@@ -56,10 +56,11 @@ from resnet_backbone.export.inputs import (  # noqa: E402
     first_test_image,
     read_sample_image,
     rescaled,
+    test_resize,
 )
 from resnet_backbone.export.scripting import ONNX_FROM_SCRIPT  # noqa: E402
 from resnet_backbone.files import atomic_write, write_json  # noqa: E402
-from resnet_backbone.launch import load_config  # noqa: E402
+from resnet_backbone.runs import load_model_run  # noqa: E402
 
 logger = logging.getLogger("resnet_backbone.export")
 
@@ -70,7 +71,9 @@ CHECK_SCALES = (1.0, 0.75)  # the sample image, and a second input size
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="a detection config")
+    parser.add_argument("--config-file", required=True, metavar="CONFIG",
+                        help="a detection config: a shipped name, a .yaml or .py file, or the "
+                        "OUTPUT_DIR of a training run (its config and checkpoint)")
     parser.add_argument("--format", choices=sorted(FILE_NAMES), default="torchscript")
     parser.add_argument("--export-method", choices=["tracing", "scripting"], default="tracing")
     parser.add_argument("--output", required=True, metavar="DIR",
@@ -85,27 +88,27 @@ def parse_args(argv=None):
     args.opts = list(args.opts) + list(args.more_opts)
     if args.export_method == "scripting" and args.format == "onnx":
         parser.error(ONNX_FROM_SCRIPT)
-    if not os.path.isfile(args.config_file):
-        parser.error(f"--config-file {args.config_file}: no such file")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         parser.error(f"--output {args.output} is a file, not a folder")
     return args
 
 
-def check_device(cfg):
-    if torch.device(cfg.MODEL.DEVICE).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"MODEL.DEVICE={cfg.MODEL.DEVICE!r} but CUDA is not available here; "
-                         "add MODEL.DEVICE cpu to export on the CPU")
+def check_device(run):
+    if torch.device(run.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{run.device_key}={run.device!r} but CUDA is not available here; "
+                         f"add {run.device_key}{'=' if run.lazy else ' '}cpu to export on the "
+                         "CPU")
 
 
-def load_detector(cfg):
-    """The config's model with MODEL.WEIGHTS loaded (checked against the config), ready to
-    export."""
-    model = build_model(cfg)
-    if cfg.MODEL.WEIGHTS:
-        ResNetBackboneCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
+def load_detector(run):
+    """The run's model with its weights loaded (checked against the model), ready to export."""
+    if run.weights:
+        run.check_weights()
+    model = run.build_model()
+    if run.weights:
+        run.checkpointer(model).load(run.weights)
     else:
-        logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
+        logger.warning(f"{run.weights_key} is empty: exporting randomly initialised weights")
     return prepare_for_export(model)
 
 
@@ -153,11 +156,11 @@ def main(argv=None):
     try:
         if args.format == "onnx":
             check_onnx_packages()
-        cfg = load_config(args)
-        check_device(cfg)
-        sample = args.sample_image or first_test_image(cfg)
-        image = read_sample_image(cfg, sample)
-        detector = load_detector(cfg)
+        run = load_model_run(args.config_file, args.opts)
+        check_device(run)
+        sample = args.sample_image or first_test_image(run)
+        image = read_sample_image(run, sample)
+        detector = load_detector(run)
         os.makedirs(args.output, exist_ok=True)
         remove_old_record(args.output)
         path, run_exported = export(detector, image, args)
@@ -176,9 +179,8 @@ def main(argv=None):
         "file": os.path.basename(path),
         "sample_image": sample,
         "input": {"name": "image", "shape": ["3", "height", "width"], "dtype": "float32",
-                  "channel_order": cfg.INPUT.FORMAT, "value_range": [0, 255],
-                  "resize_before": {"shorter_side": cfg.INPUT.MIN_SIZE_TEST,
-                                    "longer_side_at_most": cfg.INPUT.MAX_SIZE_TEST}},
+                  "channel_order": run.input_format, "value_range": [0, 255],
+                  "resize_before": test_resize(run)},
         "outputs": list(OUTPUT_NAMES),
         "checks": checks,
     })

@@ -7,9 +7,10 @@ demo/demo.py:
         --input "photos/*.jpg" street.png --output predicted/ --confidence-threshold 0.7 \
         --opts MODEL.WEIGHTS output/r101_voc0712/model_final.pth MODEL.DEVICE cpu
 
-`--config-file` is a config file or the OUTPUT_DIR of a training run (its config.yaml, and its
-model_final.pth or last checkpoint); class names come from the config's datasets, its
-DATASETS.USER included. `--input` takes files, folders and glob patterns; each image (any size,
+`--config-file` is a shipped config's name, a YAML or LazyConfig file, or the OUTPUT_DIR of a
+training run (the config it ran with, and its model_final.pth or last checkpoint); `--opts` are
+KEY VALUE pairs for YAML configs and key=value for LazyConfigs. Class names come from the
+config's datasets, its DATASETS.USER included. `--input` takes files, folders and glob patterns; each image (any size,
 grayscale or colour, EXIF orientation applied) gives one picture, <name>.png in the `--output`
 folder, or the `--output` file itself for a single input.
 """
@@ -18,13 +19,14 @@ import collections
 import os
 import sys
 
-from resnet_backbone import inference
+from resnet_backbone import inference, runs
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE_OR_RUN",
-                        help="a config file, or the OUTPUT_DIR of a tools/train_net.py run")
+    parser.add_argument("--config-file", required=True, metavar="CONFIG",
+                        help="a shipped config name, a .yaml or .py config file, or the "
+                        "OUTPUT_DIR of a training run")
     parser.add_argument("--input", nargs="+", required=True,
                         help="image files, folders or glob patterns (quote them)")
     parser.add_argument("--output", required=True,
@@ -45,10 +47,10 @@ def describe(instances, class_names):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = inference.load_model_config(args.config_file, args.opts)
+    run = runs.load_model_run(args.config_file, args.opts)
     outputs = inference.output_paths(inference.expand_inputs(args.input), args.output)
-    predictor = inference.make_predictor(cfg)
-    metadata = inference.class_metadata(cfg)
+    predictor = inference.make_predictor(run)
+    metadata = inference.class_metadata(run)
     for path, picture in outputs.items():
         bgr = inference.read_bgr(path)
         instances = inference.predictions(predictor, bgr, args.confidence_threshold)

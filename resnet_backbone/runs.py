@@ -1,0 +1,145 @@
+"""A trained model's config in either dialect, as the tools that use the model read it.
+
+predict, export and analysis take any `--config-file` form (`config_files.locate`): a YAML
+config (Detectron2's keys) or a LazyConfig (Detectron2's schema: `model`, `dataloader.test`,
+`train`), named, as a file or as a run folder. `load_model_run` gives a `YamlModelRun` or a
+`LazyModelRun`; both answer the same questions (the model with its weights, its device, pixel
+order, test-time resize, test datasets), so each tool is written once.
+"""
+import os
+
+import detectron2.data.transforms as T
+import torch
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data import build_detection_test_loader
+from detectron2.modeling import build_model
+from omegaconf import OmegaConf
+
+from . import config_files
+from .checkpoint import ResNetBackboneCheckpointer, check_weights_match_config
+from .data.custom import register_user_datasets
+from .fast_path import apply_fast_path
+
+
+class YamlModelRun:
+    """A YAML config (frozen CfgNode) of a trained model."""
+
+    lazy = False
+    weights_key, device_key, test_datasets_key = "MODEL.WEIGHTS", "MODEL.DEVICE", "DATASETS.TEST"
+
+    def __init__(self, cfg):
+        self.config = cfg
+        self.weights, self.device = cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE
+        self.input_format = cfg.INPUT.FORMAT
+        self.test_datasets = list(cfg.DATASETS.TEST)
+        self.train_datasets = list(cfg.DATASETS.TRAIN)
+        self.num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        self.name = f"{cfg.MODEL.META_ARCHITECTURE}, backbone {cfg.MODEL.BACKBONE.NAME}"
+
+    def check_weights(self):
+        """Stop before building anything when MODEL.WEIGHTS is missing or does not fit."""
+        check_weights_match_config(self.config)
+
+    def build_model(self):
+        """The model on `device` with the config's MODEL.FAST_PATH switches (they keep
+        parameter names, so weights load either way), in eval mode, without weights."""
+        cfg = self.config
+        if self.device != cfg.MODEL.DEVICE:
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.MODEL.DEVICE = self.device
+        return apply_fast_path(cfg, build_model(cfg)).eval()
+
+    def checkpointer(self, model):
+        return ResNetBackboneCheckpointer(model, cfg=self.config)
+
+    def test_augmentations(self):
+        """The test-time resize of Detectron2's DefaultPredictor and test loader."""
+        cfg = self.config
+        return [T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)]
+
+    def test_loader(self, dataset_name):
+        """One-image batches of `dataset_name` as inference sees them, loaded in this process."""
+        cfg = self.config.clone()
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = 0
+        return build_detection_test_loader(cfg, dataset_name)
+
+
+class LazyModelRun:
+    """A LazyConfig in Detectron2's schema of a trained model."""
+
+    lazy = True
+    weights_key, device_key = "train.init_checkpoint", "train.device"
+    test_datasets_key = "dataloader.test.dataset.names"
+
+    def __init__(self, lazy):
+        self.config = lazy
+        self.weights = OmegaConf.select(lazy, "train.init_checkpoint", default="") or ""
+        self.device = OmegaConf.select(lazy, "train.device", default="cpu")
+        self.input_format = OmegaConf.select(lazy, "model.input_format", default="BGR")
+        self.test_datasets = _names(OmegaConf.select(lazy, "dataloader.test.dataset.names"))
+        self.train_datasets = _names(OmegaConf.select(lazy, "dataloader.train.dataset.names"))
+        self.num_classes = OmegaConf.select(lazy, "model.roi_heads.num_classes")
+        target = OmegaConf.select(lazy, "model._target_")
+        backbone = OmegaConf.select(lazy, "model.backbone._target_")
+        self.name = f"{_target_name(target)}, backbone {_target_name(backbone)}"
+
+    def check_weights(self):
+        """A missing file stops here; its fit is checked against the built model on loading."""
+        if self.weights and "://" not in self.weights and not os.path.isfile(self.weights):
+            raise FileNotFoundError(f"train.init_checkpoint: {self.weights}: no such file")
+
+    def build_model(self):
+        return instantiate(self.config.model).to(torch.device(self.device)).eval()
+
+    def checkpointer(self, model):
+        return ResNetBackboneCheckpointer(model)
+
+    def test_augmentations(self):
+        augmentations = OmegaConf.select(self.config, "dataloader.test.mapper.augmentations")
+        if augmentations is None:
+            raise KeyError("the LazyConfig has no dataloader.test.mapper.augmentations: the "
+                           "test-time resize is read from there")
+        return list(instantiate(augmentations))
+
+    def test_loader(self, dataset_name):
+        test = OmegaConf.to_container(self.config.dataloader.test, resolve=False)
+        test = OmegaConf.create(test, flags={"allow_objects": True})
+        test.dataset.names = dataset_name
+        test.num_workers = 0
+        return instantiate(test)
+
+
+def _names(value):
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _target_name(target):
+    if target is None:
+        return "?"
+    return target if isinstance(target, str) else getattr(target, "__qualname__", str(target))
+
+
+def load_lazy(source, opts=(), *, trained=False):
+    """The LazyConfig of `source` (a `config_files.ConfigSource`) with the run folder's
+    settings and the `key=value` overrides `opts` applied."""
+    lazy = config_files.read_lazy_config(source.path)
+    overrides = [*config_files.run_overrides(source, trained=trained, lazy=True), *opts]
+    return LazyConfig.apply_overrides(lazy, overrides)
+
+
+def load_model_run(config_file, opts=()):
+    """The `YamlModelRun` / `LazyModelRun` of any `--config-file` form with the overrides
+    `opts` (KEY VALUE pairs for YAML, key=value for LazyConfigs); a run folder gives its own
+    config with its checkpoint as the weights. A YAML config's DATASETS.USER are registered."""
+    source = config_files.locate(config_file)
+    if source.lazy:
+        return LazyModelRun(load_lazy(source, opts, trained=True))
+    cfg = config_files.yaml_config(
+        source.path, [*config_files.run_overrides(source, trained=True, lazy=False), *opts])
+    cfg.freeze()
+    register_user_datasets(cfg)
+    return YamlModelRun(cfg)
