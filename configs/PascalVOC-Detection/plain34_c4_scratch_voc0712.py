@@ -1,4 +1,4 @@
 """Plain-34 C4 on voc0712 from scratch (plain34_c4_scratch_voc0712.yaml as a LazyConfig)."""
-from .resnet34_c4_scratch_voc0712 import dataloader, model, schedule, train  # noqa: F401
+from .resnet34_c4_scratch_voc0712 import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
 model.backbone.residual = False

@@ -1,4 +1,4 @@
 """ResNet-34 C4 on voc0712 from scratch (resnet34_c4_scratch_voc0712.yaml as a LazyConfig)."""
-from .resnet18_c4_scratch_voc0712 import dataloader, model, schedule, train  # noqa: F401
+from .resnet18_c4_scratch_voc0712 import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
 model.backbone.depth = 34
