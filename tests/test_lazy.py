@@ -320,3 +320,82 @@ def test_two_processes(train_net, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "World size: 2" in (out / "log.txt").read_text()
     assert "bbox" in json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]
+
+
+@pytest.mark.slow
+def test_overrides_reach_the_run(train_net, tmp_path):
+    """`train.max_iter=3 optimizer.lr=0.001`: the run stops after 3 iterations at lr 0.001."""
+    out = tmp_path / "out"
+    result = train_net(*LAZY_TINY, f"train.output_dir={out}", "train.max_iter=3",
+                       "optimizer.lr=0.001", "train.log_period=1",
+                       config=config_root() / f"{DEMO}.py", script=LAZY_TRAIN_NET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert max(row["iteration"] for row in rows if "lr" in row) == 2
+    assert max(row["lr"] for row in rows if "lr" in row) == pytest.approx(0.001)
+
+
+def detectron2_lazy_tool():
+    """Detectron2's own tools/lazyconfig_train_net.py, from the pb1-detectron2 0.6 source archive
+    tools/install_detectron2.py keeps (never downloaded here)."""
+    import tarfile
+    archive = config_root().parent / "build" / "install_detectron2" / "pb1-detectron2-0.6.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is not on this machine (tools/install_detectron2.py keeps it "
+                    "when it installs Detectron2 from the archive)")
+    with tarfile.open(archive) as tar:
+        return tar.extractfile("pb1-detectron2-0.6/tools/lazyconfig_train_net.py").read().decode()
+
+
+@pytest.mark.slow
+def test_detectron2_lazy_tool_trains_and_evaluates_a_project_config(train_net, tmp_path):
+    """Detectron2's tools/lazyconfig_train_net.py with `import resnet_backbone` added."""
+    script = tmp_path / "lazyconfig_train_net.py"
+    script.write_text("import resnet_backbone  # noqa: F401\n" + detectron2_lazy_tool())
+    out = tmp_path / "out"
+    result = train_net(*LAZY_TINY, f"train.output_dir={out}",
+                       config=config_root() / f"{DEMO}.py", script=script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model_final.pth").exists()
+    assert "copypaste: Task: bbox" in result.stderr + result.stdout
+
+
+# Detectron2's model-zoo Faster R-CNN C4 (its mask_rcnn_c4 model without the mask head, its
+# coco data, optimizer, 1x schedule and train) with the project's ResNet-50 as model.backbone,
+# on the synthetic shapes; BN rather than FrozenBN as it trains from scratch.
+DETECTRON2_C4 = """
+from detectron2.config import LazyCall as L, LazyConfig
+from detectron2.model_zoo import get_config_file
+
+from resnet_backbone import make_resnet
+
+_zoo = LazyConfig.load(get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py"))
+model, dataloader, optimizer = _zoo.model, _zoo.dataloader, _zoo.optimizer
+lr_multiplier, train = _zoo.lr_multiplier, _zoo.train
+
+model.backbone = L(make_resnet)(depth=50, norm="BN", out_features=["res4"], freeze_at=0)
+model.roi_heads.update(mask_head=None, num_classes=5, batch_size_per_image=16)
+model.roi_heads.res5.norm = "BN"
+model.proposal_generator.post_nms_topk = (100, 20)
+dataloader.train.dataset.names = "synthetic_shapes_train"
+dataloader.train.mapper.use_instance_mask = False
+dataloader.train.mapper.augmentations[0].update(short_edge_length=[96], max_size=160)
+dataloader.train.update(total_batch_size=2, num_workers=0)
+dataloader.test.dataset.names = "synthetic_shapes_val"
+dataloader.test.mapper.augmentations[0].update(short_edge_length=96, max_size=160)
+dataloader.test.num_workers = 0
+train.update(init_checkpoint="", device="cpu", max_iter=2, seed=0)
+"""
+
+
+@pytest.mark.slow
+def test_project_lazy_tool_runs_a_detectron2_config(train_net, tmp_path):
+    config = tmp_path / "faster_rcnn_R_50_C4_synthetic.py"
+    config.write_text(DETECTRON2_C4)
+    out = tmp_path / "out"
+    result = train_net(f"train.output_dir={out}", config=config, script=LAZY_TRAIN_NET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model_final.pth").exists() and (out / "lazy_config.yaml").exists()
+    assert "bbox" in json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert max(row["iteration"] for row in rows if "total_loss" in row) == 1
