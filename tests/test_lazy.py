@@ -5,8 +5,11 @@ import json
 
 import pytest
 import torch
+import yaml
 from detectron2.config import instantiate
 from detectron2.modeling import build_model
+from detectron2.modeling.backbone import BottleneckBlock
+from omegaconf import OmegaConf
 
 from conftest import fast_subset
 from resnet_backbone import lazy
@@ -104,33 +107,168 @@ def test_every_detection_yaml_leaf_has_a_lazy_twin():
     assert yaml_leaves == set(LEAVES)
 
 
+# YAML key -> where the lazy config (Detectron2's schema) holds it.
+RUN_SETTINGS = {
+    "SOLVER.IMS_PER_BATCH": "dataloader.train.total_batch_size",
+    "SOLVER.BASE_LR": "optimizer.lr",
+    "SOLVER.MOMENTUM": "optimizer.momentum",
+    "SOLVER.WEIGHT_DECAY": "optimizer.weight_decay",
+    "SOLVER.WEIGHT_DECAY_NORM": "optimizer.params.weight_decay_norm",
+    "SOLVER.STEPS": "lr_multiplier.scheduler.milestones",
+    "SOLVER.MAX_ITER": "train.max_iter",
+    "SOLVER.WARMUP_FACTOR": "lr_multiplier.warmup_factor",
+    "SOLVER.WARMUP_METHOD": "lr_multiplier.warmup_method",
+    "SOLVER.CHECKPOINT_PERIOD": "train.checkpointer.period",
+    "INPUT.MIN_SIZE_TRAIN": "dataloader.train.mapper.augmentations.0.short_edge_length",
+    "INPUT.MAX_SIZE_TRAIN": "dataloader.train.mapper.augmentations.0.max_size",
+    "INPUT.MIN_SIZE_TRAIN_SAMPLING": "dataloader.train.mapper.augmentations.0.sample_style",
+    "INPUT.MIN_SIZE_TEST": "dataloader.test.mapper.augmentations.0.short_edge_length",
+    "INPUT.MAX_SIZE_TEST": "dataloader.test.mapper.augmentations.0.max_size",
+    "INPUT.FORMAT": "dataloader.train.mapper.image_format",
+    "DATASETS.TRAIN": "dataloader.train.dataset.names",
+    "DATALOADER.NUM_WORKERS": "dataloader.train.num_workers",
+    "MODEL.PIXEL_MEAN": "model.pixel_mean",
+    "MODEL.PIXEL_STD": "model.pixel_std",
+    "MODEL.WEIGHTS": "train.init_checkpoint",
+    "MODEL.DEVICE": "train.device",
+    "MODEL.ROI_HEADS.NUM_CLASSES": "model.roi_heads.num_classes",
+    "TEST.EVAL_PERIOD": "train.eval_period",
+    "SEED": "train.seed",
+    **{f"RESNET_BACKBONE_SOLVER.{key.upper()}": f"train.{key}" for key in (
+        "loss_spike_factor", "loss_window", "weight_norm_growth", "check_period",
+        "resume_with_config_lr")},
+    "RESNET_BACKBONE_SOLVER.WRITE_PERIOD": "train.log_period",
+    **{f"MODEL.FAST_PATH.{key.upper()}": f"train.fast_path.{key}" for key in (
+        "fold_frozen_bn", "channels_last", "autocast", "compile")},
+}
+# Of those, the ones the engine's hooks and checks read (lazy.engine_config derives them).
+ENGINE_SETTINGS = [key for key in RUN_SETTINGS if not key.startswith(("SOLVER.", "INPUT."))] + [
+    "SOLVER.IMS_PER_BATCH", "SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD", "INPUT.FORMAT",
+    "DATASETS.TEST", "MODEL.BACKBONE.NAME", "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.STRIDE_IN_1X1",
+    "MODEL.RESNET_BACKBONE.RESIDUAL", "MODEL.RESNET_BACKBONE.SHORTCUT", "MODEL.RESNETS.NORM",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS", "MODEL.BACKBONE.FREEZE_AT", "MODEL.VGG.FREEZE_AT"]
+
+
+def _yacs(cfg, key):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return list(cfg) if isinstance(cfg, (list, tuple)) else cfg
+
+
 @pytest.mark.parametrize("name", LEAVES)
 def test_run_settings_match_yaml(name):
-    engine, twin = lazy.engine_config(load_lazy(name)), get_config(f"{name}.yaml")
-    keys = [k for k in lazy.RUN_KEYS.values() if k != "OUTPUT_DIR"] + [
-        "MODEL.BACKBONE.NAME", "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.STRIDE_IN_1X1",
-        "MODEL.RESNET_BACKBONE.RESIDUAL", "MODEL.RESNET_BACKBONE.SHORTCUT",
-        "MODEL.RESNETS.NORM", "MODEL.RESNETS.RES2_OUT_CHANNELS", "MODEL.BACKBONE.FREEZE_AT",
-        "MODEL.VGG.FREEZE_AT"]
-    for key in keys:
-        ours, theirs = engine, twin
-        for part in key.split("."):
-            ours, theirs = ours[part], theirs[part]
-        if isinstance(theirs, (list, tuple)):
-            ours, theirs = list(ours), list(theirs)
-        assert ours == theirs, key
+    """The YAML twin's run settings, read where Detectron2's schema keeps them (declared
+    values, interpolations resolved); the engine config derived from the lazy one agrees."""
+    config, twin = load_lazy(name), get_config(f"{name}.yaml")
+    for key, where in RUN_SETTINGS.items():
+        ours = OmegaConf.select(config, where, throw_on_missing=True)
+        ours = OmegaConf.to_object(ours) if OmegaConf.is_config(ours) else ours
+        assert ours == _yacs(twin, key) or [ours] == _yacs(twin, key), (key, where)
+    assert [config.dataloader.test.dataset.names] == list(twin.DATASETS.TEST)
+    assert config.dataloader.test.mapper.image_format == twin.INPUT.FORMAT
+    schedule = config.lr_multiplier
+    assert schedule.scheduler.num_updates == twin.SOLVER.MAX_ITER
+    assert round(schedule.warmup_length * twin.SOLVER.MAX_ITER) == twin.SOLVER.WARMUP_ITERS
+    assert list(schedule.scheduler["values"]) == [
+        twin.SOLVER.GAMMA ** k for k in range(len(twin.SOLVER.STEPS) + 1)]
+    assert twin.INPUT.RANDOM_FLIP == "horizontal"
+    assert config.dataloader.train.mapper.augmentations[1].horizontal
+    engine = lazy.engine_config(config)
+    for key in ENGINE_SETTINGS:
+        assert _yacs(engine, key) == _yacs(twin, key), key
+
+
+SCHEMA = {"model", "dataloader", "optimizer", "lr_multiplier", "train"}
+D2_TRAIN_KEYS = {"output_dir", "init_checkpoint", "max_iter", "amp", "ddp", "checkpointer",
+                 "eval_period", "log_period", "device"}
+
+
+@pytest.mark.parametrize("name", LEAVES)
+def test_leaf_is_detectron2_schema_and_leaks_no_names(name):
+    config = load_lazy(name)
+    assert set(config) == SCHEMA
+    assert set(config.dataloader) == {"train", "test", "evaluator"}
+    assert D2_TRAIN_KEYS <= set(config.train)
+
+
+@pytest.mark.parametrize("name", LEAVES)
+def test_save_and_load_again(name, tmp_path):
+    """The saved lazy config is plain YAML (callables by their public names), loads again
+    as the same config and builds the same network."""
+    config, path = load_lazy(name), tmp_path / "lazy_config.yaml"
+    lazy.save_lazy_config(config, path)
+    text = path.read_text()
+    assert "!!python" not in text and isinstance(yaml.safe_load(text), dict)
+    assert "_target_: resnet_backbone.make_" in text
+    assert not any(f"_target_: resnet_backbone.{m}." in text for m in ("resnet", "vgg", "fpn"))
+    again = lazy.load(str(path))
+    lazy.save_lazy_config(again, tmp_path / "again.yaml")
+    assert (tmp_path / "again.yaml").read_text() == text
+    assert lazy.engine_config(again).dump() == lazy.engine_config(config).dump()
+    with torch.device("meta"):
+        shapes = [{k: v.shape for k, v in instantiate(c.model).state_dict().items()}
+                  for c in (config, again)]
+    assert shapes[0] == shapes[1]
+
+
+def test_saving_keeps_other_callables_loadable(tmp_path):
+    """A callable that is not a _target_ (as Detectron2's res5 `block_class`) is saved as a
+    LazyCall of pydoc.locate, which instantiates to it."""
+    config = load_lazy(DEMO)
+    config.model.roi_heads.res5.block_class = BottleneckBlock
+    lazy.save_lazy_config(config, tmp_path / "saved.yaml")
+    again = lazy.load(str(tmp_path / "saved.yaml"))
+    assert instantiate(again.model.roi_heads.res5.block_class) is BottleneckBlock
+
+
+def test_overrides_are_honoured():
+    config = load_lazy(DEMO, "train.max_iter=3", "optimizer.lr=0.001")
+    cfg = lazy.engine_config(config)
+    assert cfg.SOLVER.MAX_ITER == 3
+    optimizer = lazy.lazy_trainer(config).build_optimizer(cfg, torch.nn.Linear(2, 2))
+    assert {group["lr"] for group in optimizer.param_groups} == {0.001}
+    assert "model" not in config.optimizer.params  # the config stays data
+
+
+@pytest.mark.parametrize("override, nearest", [("schedule.max_itr=1", "train.max_iter"),
+                                               ("train.max_itr=1", "train.max_iter"),
+                                               ("optimizer.lr_=0.1", "optimizer.lr")])
+def test_override_of_a_missing_key_is_refused(override, nearest):
+    with pytest.raises(KeyError, match=rf"{override.split('=')[0]} is not a key.*{nearest}"):
+        load_lazy(DEMO, override)
+
+
+def test_unknown_train_key_is_refused():
+    config = load_lazy(DEMO)
+    config.train.max_itr = 1
+    with pytest.raises(KeyError, match="train.max_itr .*train.max_iter"):
+        lazy.engine_config(config)
+
+
+def test_train_setting_the_engine_cannot_honour_is_refused():
+    config = load_lazy(DEMO, "train.ddp.find_unused_parameters=True")
+    with pytest.raises(ValueError, match="train.ddp.find_unused_parameters"):
+        lazy.engine_config(config)
+
+
+def test_mapper_and_model_pixel_formats_must_agree():
+    config = load_lazy(DEMO, "dataloader.train.mapper.image_format=BGR")
+    with pytest.raises(ValueError, match="dataloader.train.mapper.image_format=BGR"):
+        lazy.engine_config(config)
 
 
 def test_missing_key_is_named():
     config = load_lazy(DEMO)
-    del config.schedule["max_iter"]
-    with pytest.raises(KeyError, match="schedule.max_iter"):
+    del config.train["max_iter"]
+    with pytest.raises(KeyError, match="train.max_iter"):
         lazy.engine_config(config)
 
 
-LAZY_TINY = ("schedule.max_iter=2", "schedule.ims_per_batch=2", "schedule.warmup_iters=1",
-             "schedule.steps=[1]", "dataloader.train.min_size=[96]", "dataloader.test.min_size=96",
-             "dataloader.train.num_workers=0", "model.roi_heads.batch_size_per_image=16",
+LAZY_TINY = ("train.max_iter=2", "dataloader.train.total_batch_size=2",
+             "dataloader.train.mapper.augmentations.0.short_edge_length=[96]",
+             "dataloader.test.mapper.augmentations.0.short_edge_length=96",
+             "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+             "model.roi_heads.batch_size_per_image=16",
              "model.proposal_generator.post_nms_topk=[200,20]", "train.seed=1")
 
 
@@ -148,13 +286,13 @@ def test_bad_weights_stop_before_output_dir(train_net, tmp_path):
 @pytest.mark.slow
 def test_train_then_resume(train_net, tmp_path):
     out, config = tmp_path / "out", config_root() / f"{DEMO}.py"
-    args = (*LAZY_TINY, f"train.output_dir={out}", "schedule.checkpoint_period=1")
+    args = (*LAZY_TINY, f"train.output_dir={out}", "train.checkpointer.period=1")
     first = train_net(*args, config=config, script=LAZY_TRAIN_NET)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (out / "model_final.pth").exists() and (out / "lazy_config.yaml").exists()
     metrics = json.loads((out / "final_metrics.json").read_text())
     assert "bbox" in metrics["synthetic_shapes_val"]
-    resumed = train_net("--resume", *args, "schedule.max_iter=3", config=config,
+    resumed = train_net("--resume", *args, "train.max_iter=3", config=config,
                         script=LAZY_TRAIN_NET)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr + resumed.stdout
@@ -177,8 +315,87 @@ def test_syncbn_under_several_cpu_processes_is_refused_before_output_dir(train_n
 def test_two_processes(train_net, tmp_path):
     out = tmp_path / "out"
     result = train_net("--num-gpus", "2", "--dist-url", "auto", *LAZY_TINY,
-                       "schedule.ims_per_batch=4", f"train.output_dir={out}",
+                       "dataloader.train.total_batch_size=4", f"train.output_dir={out}",
                        config=config_root() / f"{DEMO}.py", script=LAZY_TRAIN_NET)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "World size: 2" in (out / "log.txt").read_text()
     assert "bbox" in json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]
+
+
+@pytest.mark.slow
+def test_overrides_reach_the_run(train_net, tmp_path):
+    """`train.max_iter=3 optimizer.lr=0.001`: the run stops after 3 iterations at lr 0.001."""
+    out = tmp_path / "out"
+    result = train_net(*LAZY_TINY, f"train.output_dir={out}", "train.max_iter=3",
+                       "optimizer.lr=0.001", "train.log_period=1",
+                       config=config_root() / f"{DEMO}.py", script=LAZY_TRAIN_NET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert max(row["iteration"] for row in rows if "lr" in row) == 2
+    assert max(row["lr"] for row in rows if "lr" in row) == pytest.approx(0.001)
+
+
+def detectron2_lazy_tool():
+    """Detectron2's own tools/lazyconfig_train_net.py, from the pb1-detectron2 0.6 source archive
+    tools/install_detectron2.py keeps (never downloaded here)."""
+    import tarfile
+    archive = config_root().parent / "build" / "install_detectron2" / "pb1-detectron2-0.6.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is not on this machine (tools/install_detectron2.py keeps it "
+                    "when it installs Detectron2 from the archive)")
+    with tarfile.open(archive) as tar:
+        return tar.extractfile("pb1-detectron2-0.6/tools/lazyconfig_train_net.py").read().decode()
+
+
+@pytest.mark.slow
+def test_detectron2_lazy_tool_trains_and_evaluates_a_project_config(train_net, tmp_path):
+    """Detectron2's tools/lazyconfig_train_net.py with `import resnet_backbone` added."""
+    script = tmp_path / "lazyconfig_train_net.py"
+    script.write_text("import resnet_backbone  # noqa: F401\n" + detectron2_lazy_tool())
+    out = tmp_path / "out"
+    result = train_net(*LAZY_TINY, f"train.output_dir={out}",
+                       config=config_root() / f"{DEMO}.py", script=script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model_final.pth").exists()
+    assert "copypaste: Task: bbox" in result.stderr + result.stdout
+
+
+# Detectron2's model-zoo Faster R-CNN C4 (its mask_rcnn_c4 model without the mask head, its
+# coco data, optimizer, 1x schedule and train) with the project's ResNet-50 as model.backbone,
+# on the synthetic shapes; BN rather than FrozenBN as it trains from scratch.
+DETECTRON2_C4 = """
+from detectron2.config import LazyCall as L, LazyConfig
+from detectron2.model_zoo import get_config_file
+
+from resnet_backbone import make_resnet
+
+_zoo = LazyConfig.load(get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py"))
+model, dataloader, optimizer = _zoo.model, _zoo.dataloader, _zoo.optimizer
+lr_multiplier, train = _zoo.lr_multiplier, _zoo.train
+
+model.backbone = L(make_resnet)(depth=50, norm="BN", out_features=["res4"], freeze_at=0)
+model.roi_heads.update(mask_head=None, num_classes=5, batch_size_per_image=16)
+model.roi_heads.res5.norm = "BN"
+model.proposal_generator.post_nms_topk = (100, 20)
+dataloader.train.dataset.names = "synthetic_shapes_train"
+dataloader.train.mapper.use_instance_mask = False
+dataloader.train.mapper.augmentations[0].update(short_edge_length=[96], max_size=160)
+dataloader.train.update(total_batch_size=2, num_workers=0)
+dataloader.test.dataset.names = "synthetic_shapes_val"
+dataloader.test.mapper.augmentations[0].update(short_edge_length=96, max_size=160)
+dataloader.test.num_workers = 0
+train.update(init_checkpoint="", device="cpu", max_iter=2, seed=0)
+"""
+
+
+@pytest.mark.slow
+def test_project_lazy_tool_runs_a_detectron2_config(train_net, tmp_path):
+    config = tmp_path / "faster_rcnn_R_50_C4_synthetic.py"
+    config.write_text(DETECTRON2_C4)
+    out = tmp_path / "out"
+    result = train_net(f"train.output_dir={out}", config=config, script=LAZY_TRAIN_NET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model_final.pth").exists() and (out / "lazy_config.yaml").exists()
+    assert "bbox" in json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert max(row["iteration"] for row in rows if "total_loss" in row) == 1

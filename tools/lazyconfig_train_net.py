@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""Train or evaluate a LazyConfig detector (configs/**/*.py) on this package's engine, the way
-Detectron2's tools/lazyconfig_train_net.py takes its arguments:
+"""Train or evaluate a config in Detectron2's LazyConfig schema (this project's configs/**/*.py,
+Detectron2's own, or a saved lazy_config.yaml) on this package's engine, with the arguments of
+Detectron2's tools/lazyconfig_train_net.py:
 
     python tools/lazyconfig_train_net.py --config-file configs/Demo/resnet18_c4_synthetic.py \
         [--num-gpus 8] [--resume] [--eval-only] [key=value ...]
 
-e.g. `model.backbone.depth=50 model.backbone.shortcut=C train.output_dir=output/r50c`.
-The run is tools/train_net.py's (resnet_backbone.engine.Trainer: start-up checks before
-OUTPUT_DIR is touched, atomic checkpoints, resume, evaluation, final_metrics.json); only the
-network comes from the lazy config's `model` (resnet_backbone/lazy.py).
+e.g. `model.backbone.depth=50 train.max_iter=3 optimizer.lr=0.001 train.output_dir=out`; an
+override of a key the config does not have is an error. The run is tools/train_net.py's
+(resnet_backbone.engine.Trainer: start-up checks before OUTPUT_DIR is touched, atomic
+checkpoints, resume, stop hook, evaluation, final_metrics.json), with the model, optimizer,
+lr_multiplier, data loaders and evaluator instantiated from the lazy config
+(resnet_backbone/lazy.py). A `.py` config is code and runs when loaded, as in Detectron2.
 """
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
@@ -20,7 +23,8 @@ from resnet_backbone.engine import AtomicCheckpointer, save_final_metrics
 
 def setup(args, startup_log=None):
     """The lazy config, its engine config (checked before OUTPUT_DIR is touched) and trainer
-    class; OUTPUT_DIR gets log.txt, the engine's config.yaml and the lazy config.yaml."""
+    class; OUTPUT_DIR gets log.txt, the engine's config.yaml and the lazy config
+    (lazy_config.yaml, which this tool and Detectron2's load again)."""
     config = lazy.load(args.config_file, args.opts)
     cfg, trainer_class = lazy.engine_config(config), lazy.lazy_trainer(config)
     launch.set_up_checked(cfg, args, trainer_class, startup_log)

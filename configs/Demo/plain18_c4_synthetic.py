@@ -1,6 +1,6 @@
 """Demo: Plain-18 C4 on the synthetic shapes (plain18_c4_synthetic.yaml as a LazyConfig): the
 residual demo's settings without shortcuts."""
-from .resnet18_c4_synthetic import dataloader, model, schedule, train  # noqa: F401
+from .resnet18_c4_synthetic import dataloader, lr_multiplier, model, optimizer, train  # noqa: F401
 
 model.backbone.residual = False
 train.output_dir = "output/demo/plain18_c4_lazy"

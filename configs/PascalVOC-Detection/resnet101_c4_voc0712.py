@@ -1,9 +1,11 @@
 """ResNet-101 C4 Faster R-CNN on voc0712 (resnet101_c4_voc0712.yaml as a LazyConfig; paper Tables 7/8)."""
-from ..common.data.voc0712 import NUM_CLASSES, dataloader  # noqa: F401
+from ..common.data.voc0712 import dataloader
 from ..common.models.paper_c4 import model
-from ..common.schedule import VOC0712 as schedule  # noqa: F401
+from ..common.optim import SGD as optimizer
+from ..common.schedule import lr_multiplier_voc0712 as lr_multiplier
 from ..common.train import train
 
 model.backbone.depth = 101
-model.roi_heads.num_classes = NUM_CLASSES
+model.roi_heads.num_classes = 20
+train.max_iter = lr_multiplier.scheduler.num_updates
 train.init_checkpoint = "imagenet://msra/R-101"  # MSRA's ImageNet model, the paper's own

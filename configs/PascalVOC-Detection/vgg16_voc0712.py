@@ -1,8 +1,10 @@
 """VGG-16 Faster R-CNN on voc0712 (vgg16_voc0712.yaml as a LazyConfig; the paper's baseline)."""
-from ..common.data.voc0712 import NUM_CLASSES, dataloader  # noqa: F401
+from ..common.data.voc0712 import dataloader
 from ..common.models.vgg16 import model
-from ..common.schedule import VOC0712 as schedule  # noqa: F401
+from ..common.optim import SGD as optimizer
+from ..common.schedule import lr_multiplier_voc0712 as lr_multiplier
 from ..common.train import train
 
-model.roi_heads.num_classes = NUM_CLASSES
+model.roi_heads.num_classes = 20
+train.max_iter = lr_multiplier.scheduler.num_updates
 train.init_checkpoint = "imagenet://torchvision/vgg16"  # converted on first use

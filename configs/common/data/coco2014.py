@@ -1,6 +1,5 @@
 """COCO 2014 (Base-COCO2014.yaml's data): train on train2014, test on val2014 (paper Table 8)."""
-from .voc0712 import dataloader
+from .detection import detection_data
 
-dataloader.train.datasets = ("coco_2014_train",)
-dataloader.test.datasets = ("coco_2014_val",)
-NUM_CLASSES = 80
+dataloader = detection_data(train=("coco_2014_train",), test="coco_2014_val",
+                            min_size=(600,), max_size=1000)

@@ -12,8 +12,7 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers, Res5ROIHeads
 
-from resnet_backbone.resnet import make_resnet, stage_out_channels
-from resnet_backbone.roi_heads import make_res5
+from resnet_backbone import make_res5, make_resnet, stage_out_channels
 
 model = L(GeneralizedRCNN)(
     backbone=L(make_resnet)(
@@ -83,7 +82,7 @@ model = L(GeneralizedRCNN)(
             test_topk_per_image=100,
         ),
     ),
-    # MSRA's (Caffe2) pixel format; torchvision's weights need pixels.TORCHVISION.
+    # MSRA's (Caffe2) pixel format; torchvision's weights need pixels.use_torchvision_pixels.
     pixel_mean=[103.530, 116.280, 123.675],
     pixel_std=[1.0, 1.0, 1.0],
     input_format="BGR",

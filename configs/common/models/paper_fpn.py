@@ -10,8 +10,7 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers, StandardROIHeads
 
-from resnet_backbone.fpn import make_fpn
-from resnet_backbone.resnet import make_resnet
+from resnet_backbone import make_fpn, make_resnet
 
 model = L(GeneralizedRCNN)(
     backbone=L(make_fpn)(
@@ -80,8 +79,12 @@ model = L(GeneralizedRCNN)(
     input_format="BGR",
 )
 
-# Base-Paper-FPN.yaml keeps Detectron2's FPN input scales and weight decay (not Faster R-CNN's
-# 600/1000 and 0.0005 of the C4 rows); the FPN leaves apply these to their data and schedule.
-FPN_TRAIN_SIZES = dict(min_size=(640, 672, 704, 736, 768, 800), max_size=1333)
-FPN_TEST_SIZES = dict(min_size=800, max_size=1333)
-FPN_WEIGHT_DECAY = 0.0001
+
+def use_fpn_scales(dataloader, optimizer):
+    """Base-Paper-FPN.yaml keeps Detectron2's FPN input scales and weight decay (not Faster
+    R-CNN's 600/1000 and 0.0005 of the C4 rows); the FPN leaves apply them to their data and
+    optimizer."""
+    dataloader.train.mapper.augmentations[0].update(
+        short_edge_length=[640, 672, 704, 736, 768, 800], max_size=1333)
+    dataloader.test.mapper.augmentations[0].update(short_edge_length=800, max_size=1333)
+    optimizer.weight_decay = 0.0001

@@ -6,11 +6,10 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import StandardROIHeads
 
-from resnet_backbone.fc_box_head import VGG16BoxHead
-from resnet_backbone.vgg import make_vgg16
+from resnet_backbone import VGG16BoxHead, make_vgg16
 
 from .paper_c4 import model
-from .pixels import TORCHVISION
+from .pixels import use_torchvision_pixels
 
 model.backbone = L(make_vgg16)(out_features=["conv5"], freeze_at=2)
 model.proposal_generator.in_features = ["conv5"]
@@ -35,4 +34,4 @@ model.roi_heads = L(StandardROIHeads)(
     box_predictor=model.roi_heads.box_predictor,
 )
 model.roi_heads.box_predictor.input_shape = L(ShapeSpec)(channels="${...box_head.fc_dim}")
-model.update(TORCHVISION)
+use_torchvision_pixels(model)
