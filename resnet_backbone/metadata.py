@@ -56,8 +56,13 @@ def pixel_format_of_model(model, input_format=None):
     input_format = getattr(model, "input_format", None) or input_format
     if input_format is None or not hasattr(model, "pixel_mean"):
         return None
-    return pixel_format_of(input_format, model.pixel_mean.flatten().tolist(),
-                           model.pixel_std.flatten().tolist())
+    return pixel_format_of(input_format, _decimals(model.pixel_mean), _decimals(model.pixel_std))
+
+
+def _decimals(buffer):
+    """A buffer's values as the decimals they were given as: numpy's shortest text of a float32
+    (123.675, not the 123.67500305 a Python float of it holds)."""
+    return [float(str(value)) for value in buffer.detach().cpu().flatten().numpy()]
 
 
 def metadata_of_model(model, source, *, input_format=None, **extra):
