@@ -56,6 +56,10 @@ def pixel_format_of_model(model, input_format=None):
     input_format = getattr(model, "input_format", None) or input_format
     if input_format is None or not hasattr(model, "pixel_mean"):
         return None
+    if model.pixel_mean.is_meta:
+        raise ValueError(f"{type(model).__name__} is a skeleton on the meta device: its "
+                         "pixel_mean/pixel_std hold no values; take the run's pixel format from "
+                         "its config (weights.pixel_format_of)")
     return pixel_format_of(input_format, _decimals(model.pixel_mean), _decimals(model.pixel_std))
 
 

@@ -140,6 +140,8 @@ def test_stride_placement_is_recorded_from_the_convs():
     metadata = metadata_of_model(model, "test")
     assert metadata["stride_in_1x1"] is False and metadata["pixel_format"] == "torchvision"
     assert ("MODEL.RESNETS.STRIDE_IN_1X1", False) in required_config(metadata)
+    with pytest.raises(ValueError, match="meta device.*pixel_mean/pixel_std hold no values"):
+        metadata_of_model(model.to("meta"), "test")
 
 
 def test_published_weights_are_described_from_the_network_they_fill():
