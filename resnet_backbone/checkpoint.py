@@ -270,8 +270,9 @@ class ResNetBackboneCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that reads every file with `read_checkpoint` (data only; Detectron2's
     and fvcore's own readers never see a file), checks its metadata against the model it loads
     into (the record of its backbone as built, the pixel format of its buffers; a bare
-    backbone's pixel format from `cfg` where given), and refuses a load that leaves weights of the backbone unfilled (another network, or tensors of
-    another shape) unless MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS is set."""
+    backbone's pixel format from `cfg` where given), and refuses a load that leaves weights of
+    the backbone unfilled (another network, or tensors of another shape) unless
+    MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS is set."""
 
     def __init__(self, model, save_dir="", *, cfg=None, naming=YACS, **kwargs):
         super().__init__(model, save_dir, **kwargs)

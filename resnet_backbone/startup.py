@@ -1,8 +1,9 @@
 """Checks that stop a run which cannot work before anything is built or written to OUTPUT_DIR:
 the run settings (batch vs processes, schedule, MODEL.WEIGHTS against the network the config
 builds), the detector's RoI head against its backbone (on a skeleton built on the meta device),
-the datasets, their classes and their evaluators. `tools/train_net.py` and `tools/pretrain_net.py` run them through their
-trainer's `check_startup`, once in the parent when several processes are spawned."""
+the datasets, their classes and their evaluators. `tools/train_net.py` and
+`tools/pretrain_net.py` run them through their trainer's `check_startup`, once in the parent
+when several processes are spawned."""
 import os
 import tempfile
 
