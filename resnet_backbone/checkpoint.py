@@ -1,29 +1,26 @@
 """Checkpoint files: converted weights saved with the network and pixel format they need, every
-file read as data only (`safe_load.py`), checked against the config before anything trains, and
-a load that would fill only part of the backbone refused.
+file read as data only (`safe_load.py`), checked against the network a run builds (a meta
+skeleton at start-up, the model itself when loading) before anything trains, and a load that
+would fill only part of the backbone refused.
 
 A converted file holds {"model": state_dict, "matching_heuristics": True, "__author__": ...,
 "resnet_backbone": metadata} (as .pth or .safetensors); matching_heuristics lets Detectron2's
 checkpointer place `stem.*`, `res5.*` and `fc6.*` wherever the model has them (FPN bottom-up, C4
 head, VGG box head).
 """
-import functools
 import logging
 import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_backbone
 from detectron2.utils.file_io import PathManager
 
 from .convert import convert_checkpoint
+from .description import YACS, describe, family, record_of_metadata
+from .fields import FIELDS
 from .files import atomic_write
-from .metadata import (
-    METADATA_KEY,
-    REQUIRED_METADATA,
-    backbone_family,
-    make_metadata,
-    required_config,
-)
+from .metadata import METADATA_KEY, REQUIRED_METADATA, make_metadata, pixel_format_of_model
 from .safe_load import (
     SAFETENSORS_EXTENSION,
     UnsafeCheckpointError,
@@ -31,7 +28,7 @@ from .safe_load import (
     read_safetensors_metadata,
     write_safetensors,
 )
-from .weights import SOURCE_PIXEL_FORMATS, PixelFormat, find_pixel_format, get_known_weights
+from .weights import SOURCE_PIXEL_FORMATS, PixelFormat, get_known_weights, pixel_format_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,6 @@ AUTHOR = METADATA_KEY
 IMAGENET_PREFIX = "imagenet://"
 # Extensions Detectron2's DetectionCheckpointer reads as something other than a torch file.
 _NOT_TORCH_EXTENSIONS = (".pkl", ".pyth")
-_PIXEL_KEYS = ("INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD")
 # How many names a partial-load error lists before it only counts.
 _LISTED = 20
 
@@ -122,66 +118,79 @@ def _fmt_list(values):
     return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
 
 
-def _config_value(cfg, key):
-    return functools.reduce(getattr, key.split("."), cfg)
-
-
 def _origin(metadata):
     source = metadata["source"]
     verb = "were converted from" if source in SOURCE_PIXEL_FORMATS else "were written by"
     return f"they {verb} {source}"
 
 
-def _pixel_problem(cfg, metadata):
-    """(problem, fixes) when the config feeds other pixels than the recorded format, else None."""
+def pixel_format_of_config(cfg):
+    """The pixel format a Detectron2 config feeds (INPUT.FORMAT, MODEL.PIXEL_MEAN/STD)."""
+    return pixel_format_of(cfg.INPUT.FORMAT, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD)
+
+
+def _pixel_problem(pixels, metadata, naming):
+    """(problem, fixes) when the run feeds other pixels (`pixels`, a PixelFormat) than the
+    recorded format, else None."""
     # As recorded: a classifier or detector trained here may use a format of its own.
     recorded = PixelFormat(metadata["pixel_format"], metadata["input_format"],
                            metadata["pixel_mean"], metadata["pixel_std"], None)
-    fmt, mean, std = cfg.INPUT.FORMAT, list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)
+    fmt, mean, std = pixels.input_format, pixels.pixel_mean, pixels.pixel_std
     if recorded.matches(fmt, mean, std):
         return None
-    cfg_key = find_pixel_format(fmt, mean, std)
     want_mean, want_std = _fmt_list(metadata["pixel_mean"]), _fmt_list(metadata["pixel_std"])
     problem = (
         f"{_origin(metadata)} ({recorded.input_format}, mean {want_mean}, std {want_std}: pixel "
         f"format {recorded.key!r}) but the config asks for {fmt} with mean {_fmt_list(mean)}, "
-        f"std {_fmt_list(std)} (INPUT.FORMAT, MODEL.PIXEL_MEAN, MODEL.PIXEL_STD"
-        + (f"; pixel format {cfg_key!r})" if cfg_key else ")")
+        f"std {_fmt_list(std)} ({', '.join(naming.pixels)}"
+        + (f"; pixel format {pixels.key!r})" if pixels.key != "own" else ")")
     )
-    fixes = [f"INPUT.FORMAT {recorded.input_format}", f'MODEL.PIXEL_MEAN "{want_mean}"',
-             f'MODEL.PIXEL_STD "{want_std}"']
-    return problem, fixes
+    wanted = (recorded.input_format, f'"{want_mean}"', f'"{want_std}"')
+    return problem, [naming.setting(name, value) for name, value in zip(naming.pixels, wanted)]
 
 
-def _arch_problems(cfg, metadata):
-    """[(problem, fixes)] for weights of another backbone, depth, stride placement, plain or
-    residual network, or shortcut option than the config builds."""
-    arch, name, family = metadata.get("arch", ""), cfg.MODEL.BACKBONE.NAME, backbone_family(cfg)
-    if family is None:  # a backbone this package does not know: not checked
+def _arch_problems(network, metadata, naming):
+    """[(problem, fixes)] for weights of another backbone family, depth, stride placement,
+    plain or residual network, shortcut option, stem or width than `network` (a detector or
+    a backbone, built or a meta skeleton) has; none for backbones `describe` does not know."""
+    backbone = getattr(network, "backbone", network)
+    built = describe(backbone)
+    if built is None:
         return []
-    if not arch.startswith(family):
-        return [(f"they are {arch} weights but MODEL.BACKBONE.NAME={name} builds a "
-                 f"{'VGG' if family == 'vgg' else 'ResNet'} backbone", [])]
-    problems = []
-    for key, wanted in required_config(metadata):
-        current = _config_value(cfg, key)
-        if key in _PIXEL_KEYS or current == wanted:
+    arch = metadata["arch"]
+    if family(arch) != family(built["arch"]):
+        kind = "VGG" if family(built["arch"]) == "vgg" else "ResNet"
+        return [(f"they are {arch} weights but {naming.backbone} builds a {kind} backbone "
+                 f"({built['arch']})", [])]
+    recorded, problems = record_of_metadata(metadata), []
+    for field in FIELDS:
+        if not (field.required and field.name in recorded and field.applies(recorded)
+                and field.applies(built)):
             continue
-        if key == "MODEL.RESNETS.STRIDE_IN_1X1":
+        wanted, current = recorded[field.name], built.get(field.name)
+        if current == wanted:
+            continue
+        name = naming.field(field, fpn=hasattr(backbone, "bottom_up"))
+        shown = name or field.name
+        if field.name == "stride_in_1x1":
             problem = (f"{metadata['source']} ResNets have the stride-2 of a bottleneck in the "
-                       f"{'first 1x1' if wanted else '3x3'} conv but {key}={current}")
+                       f"{'first 1x1' if wanted else '3x3'} conv but {shown}={current}")
+        elif field.name == "depth":
+            problem = f"they are {arch} weights but {shown}={current}"
         else:
-            problem = f"they are {arch} weights with {key}={wanted} but the config has {current}"
-            if key == "MODEL.RESNETS.DEPTH":
-                problem = f"they are {arch} weights but {key}={current}"
-        problems.append((problem, [f"{key} {wanted}"]))
+            problem = f"they are {arch} weights with {shown}={wanted} but the config has {current}"
+        problems.append((problem, [naming.setting(name, wanted)] if name else []))
     return problems
 
 
-def check_metadata_fits_config(cfg, metadata, path):
+def check_metadata_fits(network, pixels, metadata, path, naming=YACS):
     """Raise WeightsConfigMismatchError when the weights `metadata` describes (read from
-    `path`) need another pixel format or network than `cfg`'s (`metadata.required_config`)."""
-    found = [p for p in [_pixel_problem(cfg, metadata)] if p] + _arch_problems(cfg, metadata)
+    `path`) need another pixel format than `pixels` (a PixelFormat; None: not checked) or
+    another network than `network` (a detector or backbone, built or a meta skeleton); the
+    fixes are named as `naming` names them (config keys, or a LazyConfig's fields)."""
+    found = _arch_problems(network, metadata, naming)
+    if pixels is not None:
+        found = [p for p in [_pixel_problem(pixels, metadata, naming)] if p] + found
     if not found:
         return
     message = f"weights {path} do not fit the config: " + "; and ".join(p for p, _ in found) + "."
@@ -192,20 +201,48 @@ def check_metadata_fits_config(cfg, metadata, path):
     raise WeightsConfigMismatchError(message)
 
 
-def check_weights_match_config(cfg, path=None):
-    """Check the weights at `path` (default MODEL.WEIGHTS) against `cfg` (see
-    `check_metadata_fits_config`); files without metadata pass. Returns the metadata."""
-    path = cfg.MODEL.WEIGHTS if path is None else path
-    if not path:
-        return None
+def read_weights_metadata(path, naming=YACS):
+    """`read_metadata(path)`, its errors (missing, unreadable file) prefixed by the setting
+    that names the weights."""
     try:
-        metadata = read_metadata(path)
+        return read_metadata(path)
     except UnsafeCheckpointError:
         raise
     except (FileNotFoundError, ValueError) as error:
-        raise type(error)(f"MODEL.WEIGHTS: {error}") from error
+        raise type(error)(f"{naming.weights}: {error}") from error
+
+
+def check_weights_fit(network, pixels, path, naming=YACS):
+    """Check the weights at `path` against the network a run builds: `network` (a detector
+    or backbone; a skeleton built under `with torch.device("meta"):` will do) fed `pixels` (a
+    PixelFormat: `pixel_format_of_config`, or `weights.pixel_format_of` a LazyConfig's
+    model.input_format / pixel_mean / pixel_std; a meta skeleton's buffers hold no values).
+    Fixes are named as `naming` names them (`description.YACS`, `description.lazy_naming()`).
+    Files without metadata, and no path, pass; returns the metadata."""
+    if not path:
+        return None
+    metadata = read_weights_metadata(path, naming)
     if metadata is not None:
-        check_metadata_fits_config(cfg, metadata, path)
+        check_metadata_fits(network, pixels, metadata, path, naming)
+    return metadata
+
+
+def backbone_skeleton(cfg):
+    """The backbone `cfg` builds, on the meta device (modules without tensor values)."""
+    with torch.device("meta"):
+        return build_backbone(cfg)
+
+
+def check_weights_match_config(cfg, path=None):
+    """`check_weights_fit` for the weights at `path` (default MODEL.WEIGHTS) and the backbone
+    and pixel format of `cfg` (the backbone is built on the meta device only for a file with
+    metadata). Returns the metadata."""
+    path = cfg.MODEL.WEIGHTS if path is None else path
+    if not path:
+        return None
+    metadata = read_weights_metadata(path)
+    if metadata is not None:
+        check_metadata_fits(backbone_skeleton(cfg), pixel_format_of_config(cfg), metadata, path)
     return metadata
 
 
@@ -231,13 +268,16 @@ def detectron2_layout(data, filename):
 
 class ResNetBackboneCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that reads every file with `read_checkpoint` (data only; Detectron2's
-    and fvcore's own readers never see a file), checks its metadata against the config, and
-    refuses a load that leaves weights of the backbone unfilled (another network, or tensors of
-    another shape) unless MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS is set."""
+    and fvcore's own readers never see a file), checks its metadata against the model it loads
+    into (the record of its backbone as built, the pixel format of its buffers; a bare
+    backbone's pixel format from `cfg` where given), and refuses a load that leaves weights of
+    the backbone unfilled (another network, or tensors of another shape) unless
+    MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS is set."""
 
-    def __init__(self, model, save_dir="", *, cfg=None, **kwargs):
+    def __init__(self, model, save_dir="", *, cfg=None, naming=YACS, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.cfg = cfg
+        self.naming = naming  # how mismatch errors name the fixes (description.Naming)
         self._loading = None
 
     def _load_file(self, filename):
@@ -246,8 +286,12 @@ class ResNetBackboneCheckpointer(DetectionCheckpointer):
         if "matching_heuristics=True" in query:  # upstream Detectron2's `path?matching_...`
             data["matching_heuristics"] = True
         metadata = _metadata_in(data)
-        if self.cfg is not None and metadata is not None:
-            check_metadata_fits_config(self.cfg, metadata, filename)
+        if metadata is not None:
+            model = getattr(self.model, "module", self.model)  # DistributedDataParallel
+            pixels = pixel_format_of_model(model)
+            if pixels is None and self.cfg is not None:  # a bare backbone
+                pixels = pixel_format_of_config(self.cfg)
+            check_metadata_fits(model, pixels, metadata, filename, self.naming)
         self._loading = filename
         return data
 

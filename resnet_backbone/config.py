@@ -7,6 +7,21 @@ does not (shortcut options, plain nets, VGG-16) lives under `MODEL.RESNET_BACKBO
 """
 from detectron2.config import CfgNode as CN
 
+from .fields import config_value
+
+
+def check_has_keys(cfg, reader, *, node="MODEL.RESNET_BACKBONE",
+                   add="add_resnet_backbone_config", module="resnet_backbone"):
+    """Stop `reader` (a builder or head of this package) on a Detectron2 config that lacks the
+    keys it reads (Detectron2's own tools make a config with `get_cfg()` alone)."""
+    parent, _, name = node.rpartition(".")
+    if name not in config_value(cfg, parent):
+        raise ValueError(
+            f"{reader} reads {node}.*, which this config lacks: it is a plain Detectron2 config. "
+            f"Call {add}(cfg) (from {module}) on the config before merging a file or overrides "
+            "into it, as this package's tools do"
+        )
+
 
 def add_resnet_backbone_config(cfg):
     """Add this package's keys (with their defaults) to `cfg` in place; safe to call twice."""

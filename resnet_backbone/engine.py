@@ -12,7 +12,7 @@
   weights, `last_checkpoint` is pointed at the newest checkpoint from before the divergence,
   and `--resume` with RESNET_BACKBONE_SOLVER.RESUME_WITH_CONFIG_LR continues from there with
   the config's (lowered) learning rate. Every checkpoint records the network and pixel format
-  it holds (`metadata.py`) and loads with torch.load(weights_only=True).
+  it holds, read from the model (`metadata.py`), and loads with torch.load(weights_only=True).
 """
 import glob
 import logging
@@ -36,7 +36,7 @@ from .distributed import create_ddp_model
 from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
 from .hooks import IterationSeedHook, StopHook, TrainingDiverged, TrainingInterrupted  # noqa: F401
-from .metadata import METADATA_KEY, metadata_of_config
+from .metadata import METADATA_KEY, metadata_of_model
 from .preemption import ShieldedLoader
 from .startup import check_detection_run
 
@@ -86,7 +86,10 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
-        metadata = metadata_of_config(self.cfg, "tools/train_net.py") if self.cfg else None
+        # The record of the network as built and the pixel format of its own buffers
+        # (a ProposalNetwork keeps no input format: the config's INPUT.FORMAT then).
+        metadata = metadata_of_model(self.model, "tools/train_net.py",
+                                     input_format=self.cfg.INPUT.FORMAT if self.cfg else None)
         if metadata is not None:
             data[METADATA_KEY] = metadata
         basename = f"{name}.pth"

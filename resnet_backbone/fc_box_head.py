@@ -11,6 +11,8 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY
 
+from .config import check_has_keys
+
 # What the ImageNet fc6 of VGG-16 was trained on: conv5_3 (512 channels) pooled to 7x7.
 IMAGENET_FC_DIM = 4096
 IMAGENET_FC6_INPUT = (512, 7, 7)
@@ -34,6 +36,7 @@ class VGG16BoxHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
+        check_has_keys(cfg, "VGG16BoxHead", node="MODEL.ROI_BOX_HEAD.VGG")
         # fmt: off
         fc_dim  = cfg.MODEL.ROI_BOX_HEAD.VGG.FC_DIM
         dropout = cfg.MODEL.ROI_BOX_HEAD.VGG.DROPOUT

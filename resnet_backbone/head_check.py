@@ -6,7 +6,9 @@ package that has other blocks (ResNet-18/34, a plain net, shortcut option A or C
 trains without a word, but its head is not the network's conv5_x. The backbone builders are the
 only code of this package that `build_model` runs before the heads, so they call
 `check_detectron2_res5_fits`; the check reads the whole config, so it also stops a backbone
-built alone from a config that would make such a detector.
+built alone from a config that would make such a detector. Models built any other way (a
+LazyConfig, Detectron2's own backbones) meet `roi_heads.check_head_fits`, which compares the
+built modules themselves.
 """
 from detectron2.modeling import META_ARCH_REGISTRY, ROI_HEADS_REGISTRY
 from detectron2.modeling.meta_arch import GeneralizedRCNN

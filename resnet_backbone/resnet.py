@@ -14,6 +14,8 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
+from .config import check_has_keys
+from .fields import builder_arguments
 from .head_check import check_detectron2_res5_fits
 
 SHORTCUT_OPTIONS = ("A", "B", "C")
@@ -182,14 +184,17 @@ def check_shortcut(shortcut):
         )
 
 
-def read_resnet_config(cfg):
-    """Keyword options of `make_resnet` (and the C4 head) from a Detectron2 config; the one
-    place a configuration is validated, every rejection naming the config key at fault."""
+def read_resnet_config(cfg, reader="build_paper_resnet_backbone"):
+    """Keyword options of `make_resnet` (and the C4 head) from a Detectron2 config: the
+    architecture fields (`fields.FIELDS`), the output features and the frozen stages; the one
+    place a configuration is validated, every rejection naming the config key at fault.
+    `reader` (the builder or head asking) is named when the config lacks this package's keys."""
+    check_has_keys(cfg, reader)
     r = cfg.MODEL.RESNETS
+    options = builder_arguments(cfg)
     # fmt: off
-    depth             = r.DEPTH
-    shortcut          = cfg.MODEL.RESNET_BACKBONE.SHORTCUT
-    res2_out_channels = r.RES2_OUT_CHANNELS
+    depth             = options["depth"]
+    res2_out_channels = options["res2_out_channels"]
     out_features      = list(r.OUT_FEATURES)
     freeze_at         = cfg.MODEL.BACKBONE.FREEZE_AT
     # fmt: on
@@ -198,7 +203,7 @@ def read_resnet_config(cfg):
             f"MODEL.RESNETS.DEPTH={depth!r} is not a depth of the paper's Table 1; "
             f"use one of {sorted(DEPTH_TABLE)}"
         )
-    check_shortcut(shortcut)
+    check_shortcut(options["shortcut"])
     if DEPTH_TABLE[depth][0] is BasicBlock and res2_out_channels != 64:
         raise ValueError(
             f"MODEL.RESNETS.RES2_OUT_CHANNELS={res2_out_channels} but ResNet-{depth} has "
@@ -230,17 +235,7 @@ def read_resnet_config(cfg):
             f"({built[-1]}, the last of MODEL.RESNETS.OUT_FEATURES={out_features}); "
             f"use 0..{len(built)}"
         )
-    return dict(
-        depth=depth,
-        residual=cfg.MODEL.RESNET_BACKBONE.RESIDUAL,
-        shortcut=shortcut,
-        stride_in_1x1=r.STRIDE_IN_1X1,
-        norm=r.NORM,
-        stem_out_channels=r.STEM_OUT_CHANNELS,
-        res2_out_channels=res2_out_channels,
-        out_features=out_features,
-        freeze_at=freeze_at,
-    )
+    return dict(options, out_features=out_features, freeze_at=freeze_at)
 
 
 def differences_from_detectron2_res5(depth, residual, shortcut, **unused_options):

@@ -1,18 +1,22 @@
 """Checks that stop a run which cannot work before anything is built or written to OUTPUT_DIR:
-the run settings (batch vs processes, schedule, MODEL.WEIGHTS), the datasets, their classes and
-their evaluators. `tools/train_net.py` and `tools/pretrain_net.py` run them through their
-trainer's `check_startup`, once in the parent when several processes are spawned."""
+the run settings (batch vs processes, schedule, MODEL.WEIGHTS against the network the config
+builds), the detector's RoI head against its backbone (on a skeleton built on the meta device),
+the datasets, their classes and their evaluators. `tools/train_net.py` and
+`tools/pretrain_net.py` run them through their trainer's `check_startup`, once in the parent
+when several processes are spawned."""
 import os
 import tempfile
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.solver import build_lr_scheduler
 
 from .checkpoint import check_weights_match_config
 from .data.custom import check_user_datasets
 from .data.validation import validate_datasets
 from .fast_path import read_fast_path_config
+from .roi_heads import check_head_fits
 
 
 def has_resumable_checkpoint(cfg):
@@ -48,6 +52,15 @@ def check_device_settings(cfg, *, world_size):
             "statistics of each process's own images) or run on GPUs"
         )
     read_fast_path_config(cfg)
+
+
+def model_skeleton(cfg):
+    """The model `cfg` builds (its MODEL.META_ARCHITECTURE), on the meta device: every module,
+    no tensor value, no device placement; for checks of what a run will build
+    (`roi_heads.check_head_fits`, `checkpoint.check_weights_fit`). Its pixel buffers hold no
+    values: take the pixel format from the config (`checkpoint.pixel_format_of_config`)."""
+    with torch.device("meta"):
+        return META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
 
 
 def check_evaluators(cfg, trainer_class):
@@ -87,6 +100,7 @@ def check_detection_run(cfg, trainer_class, *, world_size, resume=False, eval_on
             "and evaluate it with tools/pretrain_net.py (tools/train_net.py trains detectors)"
         )
     check_run_settings(cfg, world_size=world_size, resume=resume, eval_only=eval_only)
+    check_head_fits(model_skeleton(cfg))  # and the builders' own checks of the config
     check_user_datasets(cfg)
     if validate_data:
         validate_datasets(cfg, cfg.DATASETS.TEST if eval_only else None)

@@ -13,6 +13,8 @@ from torch import nn
 from detectron2.layers import Conv2d
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from .config import check_has_keys
+
 # Blocks conv1..conv5: (number of 3x3 convs, their width); a 2x2/2 max-pool between blocks.
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 BLOCK_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -107,6 +109,7 @@ def make_vgg16(*, out_features=("conv5",), freeze_at=2, in_channels=3, last_bloc
 @BACKBONE_REGISTRY.register()
 def build_vgg16_backbone(cfg, input_shape):
     """VGG-16 from `MODEL.VGG.*`; every rejection names the config key at fault."""
+    check_has_keys(cfg, "build_vgg16_backbone", node="MODEL.VGG")
     # fmt: off
     freeze_at    = cfg.MODEL.VGG.FREEZE_AT
     out_features = list(cfg.MODEL.VGG.OUT_FEATURES)

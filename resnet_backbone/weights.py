@@ -119,6 +119,13 @@ def find_pixel_format(input_format, pixel_mean, pixel_std, *, atol=1e-3) -> Opti
     return None
 
 
+def pixel_format_of(input_format, pixel_mean, pixel_std) -> PixelFormat:
+    """These values as a PixelFormat: keyed by the known format they equal, else "own"."""
+    key = find_pixel_format(input_format, pixel_mean, pixel_std) or "own"
+    return PixelFormat(key, input_format, tuple(float(x) for x in pixel_mean),
+                       tuple(float(x) for x in pixel_std), None)
+
+
 def _close(a, b, atol):
     a, b = list(a), list(b)
     return len(a) == len(b) and all(abs(float(x) - float(y)) <= atol for x, y in zip(a, b))

@@ -105,8 +105,17 @@ def test_own_checkpoint_of_another_network_is_refused_naming_both(refused, shipp
 
     from resnet_backbone.engine import AtomicCheckpointer
 
+    from resnet_backbone.resnet import make_resnet
+
+    # A run's checkpoint records the network it holds: a ResNet-50 (up to res4, as the C4
+    # detector's backbone) fed the config's pixels.
     cfg = shipped_config("PascalVOC-Detection/resnet50_c4_voc0712.yaml")
-    AtomicCheckpointer(torch.nn.Linear(1, 1), str(tmp_path), cfg=cfg).save("model_final")
+    model = torch.nn.Module()
+    model.backbone = make_resnet(50, out_features=["res4"])
+    model.input_format = cfg.INPUT.FORMAT
+    model.register_buffer("pixel_mean", torch.tensor(cfg.MODEL.PIXEL_MEAN))
+    model.register_buffer("pixel_std", torch.tensor(cfg.MODEL.PIXEL_STD))
+    AtomicCheckpointer(model, str(tmp_path), cfg=cfg).save("model_final")
     stderr = refused("MODEL.WEIGHTS", str(tmp_path / "model_final.pth"))
     assert "WeightsConfigMismatchError" in stderr
     assert "they are resnet50 weights but MODEL.RESNETS.DEPTH=18" in stderr

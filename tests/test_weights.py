@@ -124,6 +124,9 @@ def make_cfg(*, backbone="build_paper_resnet_backbone", depth=50, pixels=None, s
     add_resnet_backbone_config(cfg)
     cfg.MODEL.BACKBONE.NAME = backbone
     cfg.MODEL.RESNETS.DEPTH = depth
+    if depth < 50:  # the check builds the backbone (on the meta device): a valid ResNet-18/34
+        cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+        cfg.MODEL.ROI_HEADS.NAME = "PaperRes5ROIHeads"
     if pixels:
         cfg.INPUT.FORMAT = pixels["INPUT_FORMAT"]
         cfg.MODEL.PIXEL_MEAN = list(pixels["PIXEL_MEAN"])

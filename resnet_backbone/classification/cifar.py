@@ -13,6 +13,7 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import ResNet
 
+from ..config import check_has_keys
 from ..resnet import BasicBlock, check_shortcut
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -61,6 +62,7 @@ def make_cifar_resnet(depth, *, residual=True, shortcut="A", norm="BN", in_chann
 def build_cifar_resnet_backbone(cfg, input_shape):
     """CIFAR-10 network from MODEL.RESNETS.DEPTH / NORM and MODEL.RESNET_BACKBONE.SHORTCUT /
     RESIDUAL."""
+    check_has_keys(cfg, "build_cifar_resnet_backbone")
     check_shortcut(cfg.MODEL.RESNET_BACKBONE.SHORTCUT)
     return make_cifar_resnet(
         cfg.MODEL.RESNETS.DEPTH,

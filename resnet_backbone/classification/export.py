@@ -4,7 +4,7 @@ tools/train_net.py takes the file as MODEL.WEIGHTS and its pixel-format check pr
 import os
 
 from ..checkpoint import save_converted
-from ..metadata import arch_of_config, metadata_of_config
+from ..metadata import metadata_of_model
 
 BACKBONE_PREFIX = "backbone."
 VGG_FC_PREFIX = "head.fc67."  # VGG16BoxHead inside the classifier head
@@ -25,20 +25,15 @@ def classifier_to_detection(state_dict):
     return converted
 
 
-def exported_arch(cfg):
-    """"resnet<depth>" / "vgg16" for the backbones the detection configs take; None otherwise
-    (e.g. the CIFAR-10 networks)."""
-    exportable = ("build_paper_resnet_backbone", "build_vgg16_backbone")
-    return arch_of_config(cfg) if cfg.MODEL.BACKBONE.NAME in exportable else None
-
-
-def export_classifier(cfg, model, path, *, converted_from):
-    """Write `model`'s backbone to `path` (atomically) with the metadata of `cfg`'s pixel
-    format; returns the metadata."""
-    if exported_arch(cfg) is None:
-        raise ValueError(f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} has no detection form")
-    metadata = metadata_of_config(cfg, "tools/pretrain_net.py")
-    metadata["converted_from"] = os.path.basename(converted_from)
+def export_classifier(model, path, *, converted_from):
+    """Write `model`'s backbone to `path` (atomically) with the record of the backbone as built
+    and the pixel format of the model's buffers (`metadata.metadata_of_model`); returns the
+    metadata, or None (nothing written) for a backbone with no detection form (the CIFAR-10
+    networks: `description.describe` knows only the detection backbones)."""
+    metadata = metadata_of_model(model, "tools/pretrain_net.py",
+                                 converted_from=os.path.basename(converted_from))
+    if metadata is None:
+        return None
     model = getattr(model, "module", model)
     state = {k: v.detach().cpu() for k, v in classifier_to_detection(model.state_dict()).items()}
     save_converted(path, state, metadata)

@@ -11,6 +11,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 
+from ..config import check_has_keys
 from ..fc_box_head import VGG16BoxHead
 from .views import (TEN_CROP_REGIONS, center_crop, multiscale_views, resize_shorter_side,
                     ten_crops)
@@ -91,6 +92,8 @@ class ImageClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        check_has_keys(cfg, "ImageClassifier", node="MODEL.CLASSIFIER",
+                       add="add_classification_config", module="resnet_backbone.classification")
         c = cfg.MODEL.CLASSIFIER
         if c.TEST_MODE not in TEST_MODES:
             raise ValueError(f"MODEL.CLASSIFIER.TEST_MODE={c.TEST_MODE!r}; use one of {TEST_MODES}")

@@ -19,7 +19,7 @@ from ..startup import check_evaluators, check_run_settings
 from .config import add_classification_config
 from .data import EVALUATOR_TYPE, ClassificationMapper
 from .evaluation import ClassificationEvaluator
-from .export import EXPORTED_NAME, export_classifier, exported_arch
+from .export import EXPORTED_NAME, export_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +97,9 @@ class ClassificationTrainer(Trainer):
 
     def train(self):
         results = super().train()
-        if comm.is_main_process() and exported_arch(self.cfg) is not None:
+        if comm.is_main_process():
             path = os.path.join(self.cfg.OUTPUT_DIR, EXPORTED_NAME)
-            export_classifier(self.cfg, self.model, path,
-                              converted_from=self.checkpointer.get_checkpoint_file())
-            logger.info(f"backbone for detection written to {path} (use it as MODEL.WEIGHTS)")
+            if export_classifier(self.model, path,
+                                 converted_from=self.checkpointer.get_checkpoint_file()):
+                logger.info(f"backbone for detection written to {path} (use it as MODEL.WEIGHTS)")
         return results

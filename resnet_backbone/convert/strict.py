@@ -15,17 +15,26 @@ from ..resnet import DEPTH_TABLE, BottleneckBlock, make_resnet
 from ..vgg import make_vgg16
 
 
-@functools.lru_cache(maxsize=None)
-def expected_shapes(arch):
-    """name -> shape of every tensor of `arch` ("resnet50" with option-B shortcuts, as every
-    published ResNet has; "vgg16" with its fc6/fc7 head)."""
+def published_network(arch, *, stride_in_1x1=True, norm="BN"):
+    """The network a published ImageNet checkpoint of `arch` fills, on the meta device (no
+    tensor values): `make_resnet`'s defaults (residual, shortcut option B, as every published
+    ResNet has) with the given stride placement and norm (BatchNorm, as trained), or VGG-16."""
     with torch.device("meta"):
         if arch == "vgg16":
-            channels, height, width = IMAGENET_FC6_INPUT
-            pooled = ShapeSpec(channels=channels, height=height, width=width)
-            modules = [make_vgg16(freeze_at=0), VGG16BoxHead(pooled)]
-        else:
-            modules = [make_resnet(int(arch[len("resnet"):]))]
+            return make_vgg16(freeze_at=0)
+        return make_resnet(int(arch[len("resnet"):]), stride_in_1x1=stride_in_1x1, norm=norm)
+
+
+@functools.lru_cache(maxsize=None)
+def expected_shapes(arch):
+    """name -> shape of every tensor of `arch` (`published_network` with FrozenBN, whose
+    tensors a converted file holds: BatchNorm's also count batches; "vgg16" with its fc6/fc7
+    head)."""
+    modules = [published_network(arch, norm="FrozenBN")]
+    if arch == "vgg16":
+        channels, height, width = IMAGENET_FC6_INPUT
+        with torch.device("meta"):
+            modules.append(VGG16BoxHead(ShapeSpec(channels=channels, height=height, width=width)))
     return {k: tuple(v.shape) for m in modules for k, v in m.state_dict().items()}
 
 
