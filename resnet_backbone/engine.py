@@ -32,13 +32,14 @@ from .checkpoint import ResNetBackboneCheckpointer
 from .config import add_resnet_backbone_config
 from .data.evaluation import build_evaluator
 from .data.stream import ResumableTrainLoader, build_resumable_train_loader, training_seed
+from .description import YACS
 from .distributed import create_ddp_model
 from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
 from .hooks import IterationSeedHook, StopHook, TrainingDiverged, TrainingInterrupted  # noqa: F401
 from .metadata import METADATA_KEY, metadata_of_model
 from .preemption import ShieldedLoader
-from .startup import check_detection_run
+from .startup import check_detection_run, model_skeleton
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Trainer(DefaultTrainer):
 
     # The config keys of the runs this trainer takes (tools load configs with it).
     add_config = staticmethod(add_resnet_backbone_config)
+    # How errors name the settings of the network (checkpoint metadata checks, the head check).
+    naming = YACS
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__'s steps, with this package's DDP wrapping (a CPU model under
@@ -143,7 +146,7 @@ class Trainer(DefaultTrainer):
         step = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = step(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, cfg=cfg,
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, cfg=cfg, naming=self.naming,
                                                trainer=weakref.proxy(self))
         self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
         self.last_results = None  # of the newest evaluation
@@ -161,6 +164,11 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         return apply_fast_path(cfg, super().build_model(cfg))
+
+    @classmethod
+    def model_skeleton(cls, cfg):
+        """The model `build_model` builds, on the meta device (for the start-up checks)."""
+        return model_skeleton(cfg)
 
     @classmethod
     def check_startup(cls, cfg, **kwargs):

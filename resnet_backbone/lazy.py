@@ -25,16 +25,15 @@ from detectron2.solver import LRMultiplier
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from . import config_files
 from .config import add_resnet_backbone_config
 from .data.stream import build_resumable_train_loader
 from .data.validation import drop_bad_boxes
+from .description import lazy_naming
 from .engine import Trainer
 from .fast_path import apply_fast_path
 from .files import atomic_write
-from .fpn import make_fpn
 from .preemption import ShieldedLoader
-from .resnet import make_resnet, stage_out_channels
-from .vgg import make_vgg16
 
 # train.<key> -> the engine key it sets: Detectron2's configs/common/train.py keys, then this
 # project's own (configs/common/train.py).
@@ -72,30 +71,9 @@ TRAINER_TRAIN_KEYS = ("checkpointer.max_to_keep",)
 TRAIN_LOADER_KEYS = {"_target_", "dataset", "mapper", "sampler", "total_batch_size",
                      "aspect_ratio_grouping", "num_workers", "collate_fn"}
 
-# The backbone builder a lazy backbone stands for (written into checkpoint metadata and checked
-# against MODEL.WEIGHTS' metadata).
-_BACKBONE_NAMES = {
-    make_resnet: "build_paper_resnet_backbone",
-    make_vgg16: "build_vgg16_backbone",
-}
-
-
 # ------------------------------------------------------------------------------------------
 # Loading with strict overrides, saving
 # ------------------------------------------------------------------------------------------
-def _read(config_file):
-    """A `.py` LazyConfig (code, run as Detectron2's LazyConfig.load runs it) or a saved `.yaml`
-    one (read with yaml.safe_load: data only)."""
-    if config_file.endswith(".py"):
-        return LazyConfig.load(config_file)
-    with open(config_file, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"{config_file}: not a lazy config (a YAML mapping of model, "
-                         "dataloader, optimizer, lr_multiplier, train)")
-    return OmegaConf.create(data, flags={"allow_objects": True})
-
-
 def dotted_keys(node, prefix=""):
     """Every key of `node` (a DictConfig), dotted, mappings walked into (lists are values)."""
     keys = []
@@ -131,12 +109,20 @@ def unknown_key_error(key, known, where):
     return KeyError(f"{key} is not a key of {where}{hint}")
 
 
-def load(config_file, overrides=()):
-    """The lazy config of `config_file` with Detectron2's `key=value` overrides applied; an
+def load(config_file, overrides=(), *, trained=False):
+    """The lazy config of `config_file` (any form `config_files.locate` takes: a shipped `.py`
+    name, a `.py` file (code, run as Detectron2's LazyConfig.load runs it), a saved `.yaml` one
+    (read as data), a lazy run's folder) with Detectron2's `key=value` overrides applied; an
     override of a key the config does not have is a KeyError naming the nearest ones (Detectron2
-    would create it silently)."""
-    config = _read(str(config_file))
-    overrides = list(overrides)
+    would create it silently). A run folder's output dir is the folder, and with `trained` its
+    checkpoint is `train.init_checkpoint`."""
+    source = config_files.locate(config_file)
+    if not source.lazy:
+        raise config_files.ConfigFileError(
+            f"--config-file {config_file} is a YAML config of Detectron2's keys "
+            f"({source.path}), not a LazyConfig")
+    config = config_files.read_lazy_config(source.path)
+    overrides = [*config_files.run_overrides(source, trained=trained, lazy=True), *overrides]
     for override in OverridesParser.create().parse_overrides(overrides):
         if not _has_key(config, override.key_or_group):
             raise unknown_key_error(override.key_or_group, dotted_keys(config),
@@ -204,35 +190,6 @@ def _argument(call, name):
     if name in call:
         return call[name]
     return inspect.signature(_target(call, "")).parameters[name].default
-
-
-def _backbone_keys(backbone):
-    """MODEL.BACKBONE.NAME and the architecture keys of a lazy `model.backbone` (what the
-    start-up checks and the checkpoint metadata read: SyncBN under several CPU processes is
-    refused, frozen stages and weights are checked as for the YAML twin)."""
-    target, fpn = _target(backbone, "model.backbone"), False
-    if target is make_fpn:
-        backbone, fpn = backbone.bottom_up, True
-        target = _target(backbone, "model.backbone.bottom_up")
-    if target not in _BACKBONE_NAMES:
-        raise ValueError(f"model.backbone: {target} is not one of this package's backbones "
-                         "(make_resnet, make_vgg16, or make_fpn over one of them)")
-    name = _BACKBONE_NAMES[target]
-    keys = {"MODEL.BACKBONE.NAME": name.replace("_backbone", "_fpn_backbone") if fpn else name}
-    if target is make_vgg16:
-        keys["MODEL.VGG.FREEZE_AT"] = _argument(backbone, "freeze_at")
-    if target is make_resnet:
-        keys.update({
-            "MODEL.BACKBONE.FREEZE_AT": _argument(backbone, "freeze_at"),
-            "MODEL.RESNETS.DEPTH": backbone.depth,
-            "MODEL.RESNETS.STRIDE_IN_1X1": _argument(backbone, "stride_in_1x1"),
-            "MODEL.RESNETS.NORM": _argument(backbone, "norm"),
-            "MODEL.RESNETS.RES2_OUT_CHANNELS": stage_out_channels(
-                backbone.depth, "res2", _argument(backbone, "res2_out_channels")),
-            "MODEL.RESNET_BACKBONE.RESIDUAL": _argument(backbone, "residual"),
-            "MODEL.RESNET_BACKBONE.SHORTCUT": _argument(backbone, "shortcut"),
-        })
-    return keys
 
 
 def _train_keys(lazy):
@@ -313,7 +270,6 @@ def engine_config(lazy):
     lazy nodes themselves build the run: `lazy_trainer`)."""
     cfg = add_resnet_backbone_config(get_cfg())
     values = {**_train_keys(lazy), **_loader_keys(lazy), **_pixel_keys(lazy),
-              **_backbone_keys(lazy.model.backbone),
               # the schedule is lr_multiplier's (checked at start-up by LazyTrainer)
               "SOLVER.STEPS": []}
     num_classes = _select(lazy, "model.roi_heads.num_classes", None)
@@ -349,6 +305,13 @@ def lazy_trainer(lazy):
     the config file)."""
 
     class LazyTrainer(Trainer):
+        naming = lazy_naming()
+
+        @classmethod
+        def model_skeleton(cls, cfg):
+            with torch.device("meta"):
+                return instantiate(lazy.model)
+
         @classmethod
         def check_startup(cls, cfg, **kwargs):
             super().check_startup(cfg, **kwargs)

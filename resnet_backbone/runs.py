@@ -6,19 +6,22 @@ config (Detectron2's keys) or a LazyConfig (Detectron2's schema: `model`, `datal
 `LazyModelRun`; both answer the same questions (the model with its weights, its device, pixel
 order, test-time resize, test datasets), so each tool is written once.
 """
-import os
+from argparse import Namespace
 
 import detectron2.data.transforms as T
 import torch
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
 from omegaconf import OmegaConf
 
-from . import config_files
-from .checkpoint import ResNetBackboneCheckpointer, check_weights_match_config
-from .data.custom import register_user_datasets
+from . import config_files, lazy
+from .checkpoint import ResNetBackboneCheckpointer, check_weights_fit, check_weights_match_config
+from .config import add_resnet_backbone_config
+from .description import lazy_naming
 from .fast_path import apply_fast_path
+from .launch import load_config
+from .weights import pixel_format_of
 
 
 class YamlModelRun:
@@ -86,15 +89,19 @@ class LazyModelRun:
         self.name = f"{_target_name(target)}, backbone {_target_name(backbone)}"
 
     def check_weights(self):
-        """A missing file stops here; its fit is checked against the built model on loading."""
-        if self.weights and "://" not in self.weights and not os.path.isfile(self.weights):
-            raise FileNotFoundError(f"train.init_checkpoint: {self.weights}: no such file")
+        """Stop before building anything when train.init_checkpoint is missing or does not
+        fit the network `model` builds (checked on a skeleton on the meta device)."""
+        with torch.device("meta"):
+            skeleton = instantiate(self.config.model)
+        model = self.config.model
+        pixels = pixel_format_of(self.input_format, model.pixel_mean, model.pixel_std)
+        check_weights_fit(skeleton, pixels, self.weights, lazy_naming())
 
     def build_model(self):
         return instantiate(self.config.model).to(torch.device(self.device)).eval()
 
     def checkpointer(self, model):
-        return ResNetBackboneCheckpointer(model)
+        return ResNetBackboneCheckpointer(model, naming=lazy_naming())
 
     def test_augmentations(self):
         augmentations = OmegaConf.select(self.config, "dataloader.test.mapper.augmentations")
@@ -123,23 +130,12 @@ def _target_name(target):
     return target if isinstance(target, str) else getattr(target, "__qualname__", str(target))
 
 
-def load_lazy(source, opts=(), *, trained=False):
-    """The LazyConfig of `source` (a `config_files.ConfigSource`) with the run folder's
-    settings and the `key=value` overrides `opts` applied."""
-    lazy = config_files.read_lazy_config(source.path)
-    overrides = [*config_files.run_overrides(source, trained=trained, lazy=True), *opts]
-    return LazyConfig.apply_overrides(lazy, overrides)
-
-
-def load_model_run(config_file, opts=()):
+def load_model_run(config_file, opts=(), *, trained=True):
     """The `YamlModelRun` / `LazyModelRun` of any `--config-file` form with the overrides
     `opts` (KEY VALUE pairs for YAML, key=value for LazyConfigs); a run folder gives its own
-    config with its checkpoint as the weights. A YAML config's DATASETS.USER are registered."""
-    source = config_files.locate(config_file)
-    if source.lazy:
-        return LazyModelRun(load_lazy(source, opts, trained=True))
-    cfg = config_files.yaml_config(
-        source.path, [*config_files.run_overrides(source, trained=True, lazy=False), *opts])
-    cfg.freeze()
-    register_user_datasets(cfg)
-    return YamlModelRun(cfg)
+    config, with its checkpoint as the weights when `trained`. A YAML config's DATASETS.USER
+    are registered; a classification config is refused."""
+    if config_files.locate(config_file).lazy:
+        return LazyModelRun(lazy.load(config_file, opts, trained=trained))
+    args = Namespace(config_file=config_file, opts=list(opts))
+    return YamlModelRun(load_config(args, add_resnet_backbone_config, trained=trained))

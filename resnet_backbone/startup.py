@@ -12,9 +12,10 @@ from detectron2.config import CfgNode
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.solver import build_lr_scheduler
 
-from .checkpoint import check_weights_match_config
+from .checkpoint import check_weights_fit, check_weights_match_config, pixel_format_of_config
 from .data.custom import check_user_datasets
 from .data.validation import validate_datasets
+from .description import YACS
 from .fast_path import read_fast_path_config
 from .roi_heads import check_head_fits
 
@@ -71,9 +72,24 @@ def check_evaluators(cfg, trainer_class):
             trainer_class.build_evaluator(cfg, name, os.path.join(scratch, name))
 
 
-def check_run_settings(cfg, *, world_size, resume=False, eval_only=False):
+def check_norm_layers(network, cfg, *, world_size):
+    """SyncBatchNorm layers in the network a run builds (whatever setting put them there) stop
+    a run of several processes without CUDA (DistributedDataParallel refuses them on CPU)."""
+    sync_bn = [name for name, module in network.named_modules()
+               if isinstance(module, torch.nn.SyncBatchNorm)]
+    if sync_bn and torch.device(cfg.MODEL.DEVICE).type != "cuda" and world_size > 1:
+        raise ValueError(
+            f"the network has SyncBatchNorm layers ({', '.join(sync_bn[:3])}"
+            f"{', ...' if len(sync_bn) > 3 else ''}: norm SyncBN), which work on CUDA only, and "
+            f"the {world_size} processes of this run use device {cfg.MODEL.DEVICE!r}; use norm "
+            "BN (batch statistics of each process's own images) or run on GPUs")
+
+
+def check_run_settings(cfg, *, world_size, resume=False, eval_only=False, network=None,
+                       naming=YACS):
     """What any run checks before it starts: batch size vs processes, the schedule, and
-    MODEL.WEIGHTS (existence, architecture, pixel format)."""
+    MODEL.WEIGHTS (existence, architecture, pixel format) against `network` (the skeleton of
+    what the run builds, its settings named by `naming`), else against what `cfg` builds."""
     check_device_settings(cfg, world_size=world_size)
     if cfg.RESNET_BACKBONE_SOLVER.WRITE_PERIOD < 1:
         raise ValueError(f"RESNET_BACKBONE_SOLVER.WRITE_PERIOD="
@@ -88,7 +104,11 @@ def check_run_settings(cfg, *, world_size, resume=False, eval_only=False):
         build_lr_scheduler(cfg, torch.optim.SGD([probe], lr=cfg.SOLVER.BASE_LR))
     weights = cfg.MODEL.WEIGHTS
     if weights and not (resume and has_resumable_checkpoint(cfg)):
-        check_weights_match_config(cfg, weights)  # missing, unreadable, or not fitting
+        # missing, unreadable, or not fitting
+        if network is None:
+            check_weights_match_config(cfg, weights)
+        else:
+            check_weights_fit(network, pixel_format_of_config(cfg), weights, naming)
 
 
 def check_detection_run(cfg, trainer_class, *, world_size, resume=False, eval_only=False,
@@ -99,8 +119,12 @@ def check_detection_run(cfg, trainer_class, *, world_size, resume=False, eval_on
             "MODEL.META_ARCHITECTURE=ImageClassifier: this is a classification config; train "
             "and evaluate it with tools/pretrain_net.py (tools/train_net.py trains detectors)"
         )
-    check_run_settings(cfg, world_size=world_size, resume=resume, eval_only=eval_only)
-    check_head_fits(model_skeleton(cfg))  # and the builders' own checks of the config
+    # the model as the trainer builds it (the builders check the config on the way)
+    network = trainer_class.model_skeleton(cfg)
+    check_run_settings(cfg, world_size=world_size, resume=resume, eval_only=eval_only,
+                       network=network, naming=trainer_class.naming)
+    check_norm_layers(network, cfg, world_size=world_size)
+    check_head_fits(network, trainer_class.naming)
     check_user_datasets(cfg)
     if validate_data:
         validate_datasets(cfg, cfg.DATASETS.TEST if eval_only else None)

@@ -213,7 +213,7 @@ def test_lazy_and_yaml_runs_answer_the_same_questions():
     for attribute in ("input_format", "test_datasets", "train_datasets", "num_classes"):
         assert getattr(lazy_run, attribute) == getattr(yaml_run, attribute), attribute
     resize = [runs_of.test_augmentations()[0] for runs_of in (yaml_run, lazy_run)]
-    assert resize[0].short_edge_length == resize[1].short_edge_length
+    assert list(resize[0].short_edge_length) == list(resize[1].short_edge_length)
     assert resize[0].max_size == resize[1].max_size
     torch.manual_seed(0)
     yaml_model = yaml_run.build_model()

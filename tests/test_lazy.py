@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 
 from conftest import fast_subset
 from resnet_backbone import lazy
+from resnet_backbone.description import describe
+from resnet_backbone.startup import model_skeleton
 from resnet_backbone.model_zoo import config_root, get_config
 
 TABLE_ROWS = [f"{task}/{net}_{data}" for net in ("vgg16", "resnet101_c4")
@@ -144,9 +146,7 @@ RUN_SETTINGS = {
 # Of those, the ones the engine's hooks and checks read (lazy.engine_config derives them).
 ENGINE_SETTINGS = [key for key in RUN_SETTINGS if not key.startswith(("SOLVER.", "INPUT."))] + [
     "SOLVER.IMS_PER_BATCH", "SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD", "INPUT.FORMAT",
-    "DATASETS.TEST", "MODEL.BACKBONE.NAME", "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.STRIDE_IN_1X1",
-    "MODEL.RESNET_BACKBONE.RESIDUAL", "MODEL.RESNET_BACKBONE.SHORTCUT", "MODEL.RESNETS.NORM",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", "MODEL.BACKBONE.FREEZE_AT", "MODEL.VGG.FREEZE_AT"]
+    "DATASETS.TEST", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"]
 
 
 def _yacs(cfg, key):
@@ -176,6 +176,19 @@ def test_run_settings_match_yaml(name):
     engine = lazy.engine_config(config)
     for key in ENGINE_SETTINGS:
         assert _yacs(engine, key) == _yacs(twin, key), key
+
+
+@pytest.mark.parametrize("name", LEAVES)
+def test_the_twins_record_the_same_network(name):
+    """What a checkpoint records is read from the network built (description.describe): the
+    YAML and lazy twins build networks with the same description and pixel format, and so
+    record the same metadata."""
+    twin = get_config(f"{name}.yaml")
+    yaml_network = model_skeleton(twin)
+    with torch.device("meta"):
+        lazy_network = instantiate(load_lazy(name).model)
+    assert describe(lazy_network.backbone) == describe(yaml_network.backbone) is not None
+    assert lazy_network.input_format == twin.INPUT.FORMAT
 
 
 SCHEMA = {"model", "dataloader", "optimizer", "lr_multiplier", "train"}

@@ -12,51 +12,16 @@ override of a key the config does not have is an error. The run is tools/train_n
 checkpoints, resume, stop hook, evaluation, final_metrics.json), with the model, optimizer,
 lr_multiplier, data loaders and evaluator instantiated from the lazy config
 (resnet_backbone/lazy.py). A `.py` config is code and runs when loaded, as in Detectron2.
+This tool and tools/train_net.py are one (resnet_backbone/detection_run.py): each takes YAML
+and lazy configs alike, by name, path or run folder.
 """
 from detectron2.engine import default_argument_parser
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
 
-from resnet_backbone import launch, lazy
-from resnet_backbone.engine import AtomicCheckpointer, save_final_metrics
+from resnet_backbone import detection_run
 
-
-def setup(args, startup_log=None):
-    """The lazy config, its engine config (checked before OUTPUT_DIR is touched) and trainer
-    class; OUTPUT_DIR gets log.txt, the engine's config.yaml and the lazy config
-    (lazy_config.yaml, which this tool and Detectron2's load again)."""
-    config = lazy.load(args.config_file, args.opts)
-    cfg, trainer_class = lazy.engine_config(config), lazy.lazy_trainer(config)
-    launch.set_up_checked(cfg, args, trainer_class, startup_log)
-    if comm.is_main_process():
-        lazy.save_lazy_config(config, f"{cfg.OUTPUT_DIR}/lazy_config.yaml")
-    return cfg, trainer_class
-
-
-def main(args, startup_log=None):
-    cfg, trainer_class = setup(args, startup_log)
-    if args.eval_only:
-        model = trainer_class.build_model(cfg)
-        AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = trainer_class.test(cfg, model)
-        if results and comm.is_main_process():
-            verify_results(cfg, results)
-    else:
-        trainer = trainer_class(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        results = trainer.train()
-    save_final_metrics(cfg, results)
-    return results
-
-
-def load(args):
-    """(trainer class, engine config) of the lazy config of `args`."""
-    config = lazy.load(args.config_file, args.opts)
-    return lazy.lazy_trainer(config), lazy.engine_config(config)
-
+main = detection_run.main
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch.run(main, args, None, load=load)
+    detection_run.run(args)
