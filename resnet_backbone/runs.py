@@ -6,6 +6,7 @@ config (Detectron2's keys) or a LazyConfig (Detectron2's schema: `model`, `datal
 `LazyModelRun`; both answer the same questions (the model with its weights, its device, pixel
 order, test-time resize, test datasets), so each tool is written once.
 """
+import copy
 from argparse import Namespace
 
 import detectron2.data.transforms as T
@@ -111,11 +112,10 @@ class LazyModelRun:
         return list(instantiate(augmentations))
 
     def test_loader(self, dataset_name):
-        test = OmegaConf.to_container(self.config.dataloader.test, resolve=False)
-        test = OmegaConf.create(test, flags={"allow_objects": True})
-        test.dataset.names = dataset_name
-        test.num_workers = 0
-        return instantiate(test)
+        config = copy.deepcopy(self.config)  # interpolations resolve in the whole config
+        config.dataloader.test.dataset.names = dataset_name
+        config.dataloader.test.num_workers = 0
+        return instantiate(config.dataloader.test)
 
 
 def _names(value):

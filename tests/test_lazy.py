@@ -292,7 +292,7 @@ def test_bad_weights_stop_before_output_dir(train_net, tmp_path):
                        f"train.init_checkpoint={tmp_path / 'missing.pth'}",
                        config=config_root() / f"{DEMO}.py", script=LAZY_TRAIN_NET)
     assert result.returncode != 0
-    assert "MODEL.WEIGHTS" in result.stderr
+    assert "train.init_checkpoint" in result.stderr
     assert not out.exists()
 
 
@@ -412,3 +412,17 @@ def test_project_lazy_tool_runs_a_detectron2_config(train_net, tmp_path):
     assert "bbox" in json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]
     rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     assert max(row["iteration"] for row in rows if "total_loss" in row) == 1
+
+
+@pytest.mark.slow
+def test_a_detectron2_res5_after_resnet18_stops_at_start_up(train_net, tmp_path):
+    """The wrong-head guard on the lazy route: Detectron2's bottleneck res5 cannot continue a
+    ResNet-18; the run stops before OUTPUT_DIR is touched, naming the field to change."""
+    config = tmp_path / "faster_rcnn_R_18_C4_synthetic.py"
+    config.write_text(DETECTRON2_C4)
+    out = tmp_path / "out"
+    result = train_net(f"train.output_dir={out}", "model.backbone.depth=18", config=config,
+                       script=LAZY_TRAIN_NET)
+    assert result.returncode != 0
+    assert "model.roi_heads.res5" in result.stderr and "make_res5" in result.stderr
+    assert not out.exists()

@@ -125,6 +125,25 @@ def test_a_pip_user_converts_trains_predicts_and_exports_with_the_shipped_tools(
     tool("predict", "--config-file", "run", "--input", image, "--output", "pictures")
     assert len(list((outside / "pictures").glob("*.png"))) == 1
 
-    tool("export_model", "--config-file", "run/config.yaml", "--format", "torchscript",
+    # A user's own YAML starting from a shipped config by name (no site-packages path).
+    (outside / "mine.yaml").write_text('_BASE_: "Demo/resnet18_c4_synthetic.yaml"\n'
+                                       'MODEL:\n  DEVICE: cpu\n')
+    tool("export_model", "--config-file", "mine.yaml", "--format", "torchscript",
          "--output", "exported", "MODEL.WEIGHTS", "run/model_final.pth")
     assert (outside / "exported" / "model.ts").is_file()
+    tool("export_model", "--config-file", "run", "--output", "exported_from_run")
+    assert (outside / "exported_from_run" / "model.ts").is_file()
+    tool("predict", "--config-file", "Demo/resnet18_c4_synthetic.yaml", "--input", image,
+         "--output", "by_name", "--opts", "MODEL.WEIGHTS", "run/model_final.pth")
+    printed = tool("analyze_model", "--config-file", "Demo/resnet18_c4_synthetic.py",
+                   "--tasks", "parameter", "train.device=cpu")
+    assert "parameters:" in printed
+
+    # The LazyConfig twin by its shipped name, then its run folder.
+    tool("lazyconfig_train_net", "--config-file", "Demo/resnet18_c4_synthetic.py",
+         "train.max_iter=2", "dataloader.train.total_batch_size=2",
+         "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+         "train.output_dir=lazy_run")
+    assert (outside / "lazy_run" / "lazy_config.yaml").is_file()
+    tool("predict", "--config-file", "lazy_run", "--input", image, "--output", "lazy_pictures")
+    assert len(list((outside / "lazy_pictures").glob("*.png"))) == 1
