@@ -20,6 +20,7 @@ from .fpn import make_fpn
 from .resnet import (DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet,
                      stage_out_channels)
 from .roi_heads import PaperRes5ROIHeads, make_res5, make_res5_head
+from .version import __version__
 from .vgg import VGG16, build_vgg16_backbone, make_vgg16
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ResNet",
     "VGG16",
     "VGG16BoxHead",
+    "__version__",
     "add_resnet_backbone_config",
     "build_evaluator",
     "build_paper_resnet_backbone",
