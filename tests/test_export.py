@@ -370,7 +370,8 @@ def test_onnx_without_onnxruntime_says_what_to_install(capsys, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     message = run_failing(capsys, "--config-file", model_zoo.get_config_file(DESIGNS["C4"][0]),
                           "--format", "onnx", "--output", str(tmp_path))
-    assert "--format onnx needs the package onnxruntime: pip install onnx onnxruntime" in message
+    assert ("--format onnx needs the package onnxruntime, which the `export` extra installs: "
+            "pip install 'resnet_backbone[export]'") in message
     assert not any(tmp_path.iterdir())
 
 

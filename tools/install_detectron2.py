@@ -10,7 +10,8 @@
    requirement files, installer, adaptation (tools/pb1-detectron2-0.6/) and setup.py
    (``--force`` ignores the stamp);
 2. installs requirements/torch.txt if the environment has no torch (an existing torch is kept),
-   then requirements/base.txt and OpenCV (opencv-python where libGL.so.1 loads, else
+   then requirements/base.txt, requirements/export.txt (the `export` extra: onnx, onnxruntime,
+   which the export tests need) and OpenCV (opencv-python where libGL.so.1 loads, else
    opencv-python-headless);
 3. keeps a detectron2 that already works (a source build of upstream main with compiled ops,
    say) untouched; otherwise fetches upstream v0.6 as the PyPI source archive
@@ -331,7 +332,7 @@ def install_requirements(python, env):
         log("torch and torchvision are present: keeping them (requirements/torch.txt skipped)")
     else:
         files += ["-r", REQUIREMENTS / "torch.txt"]
-    files += ["-r", REQUIREMENTS / "base.txt"]
+    files += ["-r", REQUIREMENTS / "base.txt", "-r", REQUIREMENTS / "export.txt"]
     extra = []
     if not env["cv2"]:
         # opencv-python's cv2 links libGL.so.1 and fails to import without it (minimal

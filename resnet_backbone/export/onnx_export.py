@@ -41,8 +41,8 @@ def run_onnx(path, image):
 
 
 def check_onnx_packages():
-    """Fail before any work when onnx or onnxruntime is missing (requirements/base.txt installs
-    both; nothing else in the package needs them)."""
+    """Fail before any work when onnx or onnxruntime is missing: the `export` extra
+    (requirements/export.txt, which `make` installs) brings both; nothing else needs them."""
     for name in ("onnx", "onnxruntime"):
         _import(name)
 
@@ -51,5 +51,6 @@ def _import(name):
     try:
         return importlib.import_module(name)
     except ImportError as error:
-        raise ImportError(f"--format onnx needs the package {name}: pip install onnx "
-                          "onnxruntime") from error
+        raise ImportError(f"--format onnx needs the package {name}, which the `export` extra "
+                          "installs: pip install 'resnet_backbone[export]' (or pip install onnx "
+                          "onnxruntime)") from error
