@@ -33,6 +33,16 @@ def run(*command, cwd):
     return result.stdout
 
 
+def copy_source(source):
+    """A copy of what a wheel is built from: the package, configs, tools, setup.py and the files
+    setup.py reads (README as long description, the extras' requirement lists, the licence)."""
+    for part in ("resnet_backbone", "configs", "tools", "requirements"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source)
+    return source
+
+
 def fresh_venv_seeing_this_environment(path):
     """A venv without pip whose only extra packages are this environment's, through a .pth
     file (its .pth files, an editable resnet_backbone among them, are not processed; an
@@ -51,10 +61,7 @@ def fresh_venv_seeing_this_environment(path):
 @pytest.mark.install
 @pytest.mark.parametrize("mode", ["wheel", "editable"])
 def test_installed_package_loads_every_shipped_config(tmp_path, mode):
-    source = tmp_path / "source"
-    for part in ("resnet_backbone", "configs", "tools"):
-        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "setup.py", source)
+    source = copy_source(tmp_path / "source")
     python = fresh_venv_seeing_this_environment(tmp_path / "venv")
     pip = (sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
            "--no-build-isolation")
@@ -79,10 +86,7 @@ def test_installed_package_loads_every_shipped_config(tmp_path, mode):
 def installed_wheel(tmp_path):
     """The python of a fresh venv with a wheel of a copy of the source tree (configs and tools
     included) installed; the copy is gone afterwards."""
-    source = tmp_path / "source"
-    for part in ("resnet_backbone", "configs", "tools"):
-        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "setup.py", source)
+    source = copy_source(tmp_path / "source")
     python = fresh_venv_seeing_this_environment(tmp_path / "venv")
     run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
         "-w", tmp_path / "dist", source, cwd=tmp_path)
@@ -147,3 +151,37 @@ def test_a_pip_user_converts_trains_predicts_and_exports_with_the_shipped_tools(
     assert (outside / "lazy_run" / "lazy_config.yaml").is_file()
     tool("predict", "--config-file", "lazy_run", "--input", image, "--output", "lazy_pictures")
     assert len(list((outside / "lazy_pictures").glob("*.png"))) == 1
+
+
+@pytest.mark.install
+def test_the_wheel_carries_complete_release_metadata(tmp_path):
+    """The wheel's METADATA names licence, project URLs, Python versions, the export extra and
+    the README as its long description, and its version is resnet_backbone.__version__."""
+    import email
+    import zipfile
+
+    import resnet_backbone
+
+    source = copy_source(tmp_path / "source")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+        "-w", tmp_path / "dist", source, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("resnet_backbone-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.message_from_bytes(archive.read(name))
+        licences = [n for n in archive.namelist() if n.endswith("LICENSE")]
+
+    assert metadata["Version"] == resnet_backbone.__version__
+    assert "Apache-2.0" in (metadata["License-Expression"] or metadata["License"] or "")
+    assert licences, "the wheel carries no LICENSE file"
+    assert metadata["Home-page"] or metadata.get_all("Project-URL")
+    assert metadata["Requires-Python"] == ">=3.8"
+    assert "export" in metadata.get_all("Provides-Extra")
+    extras = [r for r in metadata.get_all("Requires-Dist") if "extra ==" in r]
+    assert {r.split(";")[0].strip() for r in extras} == {"onnx", "onnxruntime"}
+    assert not {"onnx", "onnxruntime"} & {r.split(";")[0].strip()
+                                           for r in metadata.get_all("Requires-Dist")
+                                           if "extra ==" not in r}
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    assert metadata.get_payload().strip().startswith("# resnet_backbone")
+    assert metadata["Author"] or metadata["Author-email"]
