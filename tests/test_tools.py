@@ -225,7 +225,7 @@ def run_gpu_check(train_net, *args):
 @pytest.mark.slow
 def test_gpu_check_rehearsed_on_cpu(train_net):
     """tools/gpu_check.py's train / torchrun resume / eval steps, with and without the fast path,
-    on the CPU at a tiny size (the GPU figures in the README come from the same script). Its runs
+    on the CPU at a tiny size (the GPU figures of docs/speed.md come from the same script). Its runs
     go to a temporary folder it removes (R-101 checkpoints are hundreds of MB each)."""
     completed = run_gpu_check(
         train_net, "--configs", "PascalVOC-Detection/resnet101_c4_voc0712.yaml", "--fast-path",

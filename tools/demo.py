@@ -30,7 +30,7 @@ DEMO_CONFIGS = {
     "plain18_c4": os.path.join(REPO, "configs", "Demo", "plain18_c4_synthetic.yaml"),
 }
 # Synthetic val AP50 of `make demo` with the shipped settings, at one commit on two CPU types
-# (README, "The CPU demo"): each machine repeats its figures exactly, the two differ.
+# (docs/measurements.md, "CPU demo"): each machine repeats its figures exactly, the two differ.
 MEASURED_AP50 = {"resnet18_c4": (61.1, 73.5), "plain18_c4": (25.5, 28.0)}
 NET_NAMES = {"resnet18_c4": "ResNet-18", "plain18_c4": "Plain-18"}
 
@@ -117,7 +117,7 @@ def demo_summary(metrics, *, minutes, opts=()):
         f"What to expect with the shipped settings: AP50 {measured} (measured on two CPU types "
         "at one commit). A machine repeats its own figures exactly, but another CPU type may "
         "differ by 10 points and more: its kernels round floating point differently, and "
-        "training from scratch amplifies that (README, \"The CPU demo\")."
+        "training from scratch amplifies that (docs/getting_started.md, \"The CPU demo\")."
     )
     if opts:
         lines.append(f"(You changed the settings with {' '.join(opts)}: the expected figures "

@@ -18,7 +18,7 @@ input and outputs of the file, the measured differences.
 
 The exported model takes one float image (3, H, W), 0..255, channels in INPUT.FORMAT order,
 already resized to the test size, and returns pred_boxes (N, 4) in that image's pixels, scores
-(N,) and pred_classes (N,); see the README's Export section.
+(N,) and pred_classes (N,); see docs/predict_export.md.
 """
 import argparse
 import logging

@@ -1,5 +1,5 @@
 """Your own datasets, declared under `DATASETS.USER` (voc and coco entries; imagefolder too once
-the classification half is imported; the README shows the YAML) and registered in every
+the classification half is imported; docs/own_data.md shows the YAML) and registered in every
 process, each name once. Relative paths are under $DETECTRON2_DATASETS, read when the data is
 loaded; VOC07_METRIC: True gives a VOC entry the 11-point AP.
 """

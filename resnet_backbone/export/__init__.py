@@ -1,6 +1,6 @@
 """Faster R-CNN with this package's backbones as a deployable file: TorchScript (traced or
 scripted) or ONNX (from the trace), checked against the eager model. `tools/export_model.py` is
-the command line; the README's Export section describes the exported model's inputs and outputs.
+the command line; docs/predict_export.md describes the exported model's inputs and outputs.
 """
 from .check import ExportMismatchError, compare_detections
 from .detector import OUTPUT_NAMES, ExportableDetector, prepare_for_export
