@@ -51,6 +51,9 @@ def main(args, startup_log=None):
         trainer = trainer_class(cfg)
         trainer.resume_or_load(resume=args.resume)
         results = trainer.train()
+        model = trainer.model
+    if cfg.TEST.AUG.ENABLED:  # after the plain evaluation, as Detectron2's train_net
+        results = {**(results or {}), **trainer_class.test_with_TTA(cfg, model)}
     save_final_metrics(cfg, results)
     return results
 

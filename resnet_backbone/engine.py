@@ -24,6 +24,7 @@ import torch
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import verify_results
+from detectron2.modeling import GeneralizedRCNNWithTTA
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from fvcore.nn.precise_bn import get_bn_modules
@@ -181,6 +182,19 @@ class Trainer(DefaultTrainer):
         """Detectron2's test loader, with workers that survive stop signals (preemption.py)."""
         return ShieldedLoader(super().build_test_loader(cfg, dataset_name))
 
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Detectron2's test-time augmentation (`GeneralizedRCNNWithTTA`: TEST.AUG.MIN_SIZES,
+        MAX_SIZE, FLIP) on DATASETS.TEST; results keyed as Detectron2's train_net keys them
+        (`bbox_TTA` for one test set, `<dataset>_TTA` for several), evaluations in
+        OUTPUT_DIR/inference_TTA."""
+        augmented = GeneralizedRCNNWithTTA(cfg, model)
+        evaluators = [cls.build_evaluator(cfg, name,
+                                          os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, augmented, evaluators)
+        return {f"{key}_TTA": value for key, value in results.items()}
+
     def evaluate(self):
         """Evaluate the model on DATASETS.TEST (the evaluation hook's function); the results
         are kept as `last_results`."""
@@ -312,6 +326,6 @@ def save_final_metrics(cfg, results):
     level when there is one test set; it is put back here."""
     if not results or not comm.is_main_process():
         return
-    if set(results) - set(cfg.DATASETS.TEST):
+    if set(results) - {*cfg.DATASETS.TEST, *(f"{name}_TTA" for name in cfg.DATASETS.TEST)}:
         results = {cfg.DATASETS.TEST[0]: results}
     write_json(os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS), results)

@@ -1,6 +1,7 @@
 """tools/analyze_model.py --config-file: Detectron2's analysis tasks (flop, activation,
 parameter, structure) for any detector config; Table 1 mode is tests/test_tools.py's."""
 import json
+import re
 import sys
 
 import pytest
@@ -56,6 +57,22 @@ def test_bad_requests_are_named():
                             "DATASETS.TEST", "()"])
     with pytest.raises(SystemExit):
         analyze_model.parse_args(["MODEL.DEVICE", "cpu"])  # overrides need --config-file
+    for argv in ([],  # nothing to count
+                 ["--tasks", "flop"],  # --tasks without --config-file
+                 ["--paper-table1", "--tasks", "flop"],
+                 ["--config-file", "x.yaml", "--depths", "50"],  # a Table 1 flag
+                 ["--config-file", "x.yaml", "--paper-table1"]):
+        with pytest.raises(SystemExit):
+            analyze_model.parse_args(argv)
+
+
+def test_detectron2_defaults_and_output_line(capsys, datasets_dir, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(datasets_dir))
+    assert analyze_model.parse_args(["--config-file", "x.yaml"]).num_inputs == 100
+    analyze_model.main(["--config-file", str(PLAIN18), "--tasks", "flop", "-n", "1",
+                        "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "96"])
+    out = capsys.readouterr().out
+    assert re.search(r"^Total GFlops: \d+\.\d±\d+\.\d$", out, re.M), out
 
 
 def test_overrides_may_follow_the_tasks():

@@ -51,7 +51,7 @@ def test_vgg16_multiply_adds_match_the_paper():
 @pytest.mark.slow
 def test_table1_through_the_tool_as_json(tmp_path):
     out = tmp_path / "table1.json"
-    analyze_model.main(["--no-plain", "--json", str(out)])
+    analyze_model.main(["--paper-table1", "--no-plain", "--json", str(out)])
     rows = {row["name"]: row for row in json.loads(out.read_text())["networks"]}
     assert list(rows) == [f"ResNet-{d}" for d in sorted(paper.TABLE1_MULTIPLY_ADDS)] + ["VGG-16"]
     for depth, paper_flops in paper.TABLE1_MULTIPLY_ADDS.items():
@@ -60,7 +60,7 @@ def test_table1_through_the_tool_as_json(tmp_path):
 
 
 def test_analyze_model_prints_the_table(capsys):
-    analyze_model.main(["--depths", "18", "--no-vgg"])
+    analyze_model.main(["--paper-table1", "--depths", "18", "--no-vgg"])
     rows = {cells(line)[0]: cells(line) for line in capsys.readouterr().out.splitlines()
             if line.startswith("| ")}
     assert rows["ResNet-18"] == ["ResNet-18", "BasicBlock, shortcut B", "11.69", "1.82", "1.8",

@@ -67,3 +67,17 @@ def test_detection_pictures_of_a_trained_run(train_net, trained_run, tmp_path):
         width, height = Image.open(path).size
         assert width >= 2 * 2 * 160 and height >= 2 * 160  # two panels, each scaled 2x
     assert not list((tmp_path / "pics").glob("*.tmp*"))
+
+
+@pytest.mark.slow
+def test_test_time_augmentation_is_run_and_reported(train_net, tmp_path, tiny):
+    """TEST.AUG.ENABLED runs Detectron2's GeneralizedRCNNWithTTA after the plain evaluation,
+    as Detectron2's train_net does, and final_metrics.json holds both."""
+    out = tmp_path / "out"
+    result = train_net("--eval-only", *tiny, "OUTPUT_DIR", str(out), "MODEL.WEIGHTS", "",
+                       "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(80, 96)",
+                       "TEST.AUG.MAX_SIZE", "160")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "final_metrics.json").read_text())["synthetic_shapes_val"]
+    assert "bbox" in metrics and "bbox_TTA" in metrics
+    assert (out / "inference_TTA" / "synthetic_shapes_val").is_dir()

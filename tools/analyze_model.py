@@ -1,19 +1,20 @@
 """Parameters and multiply-adds of the paper's networks next to its Table 1, or of the model of
 any config, as Detectron2's tools/analyze_model.py counts them.
 
-Without --config-file: counts the ImageNet classifier of each shipped config
+With --paper-table1: counts the ImageNet classifier of each shipped config
 (configs/ImageNet-Classification: ResNet-18..152 and their plain counterparts, stem + res2..res5
 + global average pool + 1000-way fc; VGG-16, 13 convs + pool5 + fc6/fc7/fc8) with fvcore at
 224x224. fvcore counts one multiply-add as one flop, the paper's unit, and counts trainable
 BatchNorm's affine too (about 0.5% of the total).
 
-    python tools/analyze_model.py
-    python tools/analyze_model.py --depths 50 --stride-in-3x3     # torchvision's placement
-    python tools/analyze_model.py --json analysis.json
+    python tools/analyze_model.py --paper-table1
+    python tools/analyze_model.py --paper-table1 --depths 50 --stride-in-3x3  # torchvision's
+    python tools/analyze_model.py --paper-table1 --json analysis.json
 
-With --config-file (trailing KEY VALUE overrides): the tasks of Detectron2's tool for the model
-of any config, `parameter` and `structure`, and for detectors `flop` and `activation` averaged
-over --num-inputs images of the config's first test set with MODEL.WEIGHTS loaded
+With --config-file (trailing overrides): Detectron2's tool, its flags, defaults and output
+(`Total GFlops: mean±std`): the tasks `parameter` and `structure` of the model of any config,
+and for detectors `flop` and `activation` averaged over --num-inputs images (default 100, as
+Detectron2's) of the config's first test set with its weights loaded
 (resnet_backbone/analysis.py):
 
     python tools/analyze_model.py --config-file configs/Demo/resnet18_c4_synthetic.yaml \
@@ -117,6 +118,9 @@ def format_rows(rows):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paper-table1", action="store_true",
+                        help="count the paper's Table 1 networks (ImageNet classifiers) instead "
+                        "of the model of a config")
     parser.add_argument("--depths", type=int, nargs="+", default=sorted(DEPTH_TABLE),
                         choices=sorted(DEPTH_TABLE), metavar="DEPTH",
                         help="ResNet depths to count (default: all of Table 1)")
@@ -131,18 +135,30 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", metavar="CONFIG",
                         help="count the model of this config instead of Table 1's networks: a "
                         "shipped name, a .yaml or .py file, or a training run's OUTPUT_DIR")
-    parser.add_argument("--tasks", nargs="+", default=["flop", "parameter"], metavar="TASK",
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                         help=f"with --config-file: what to count, any of {list(analysis.TASKS)} "
                         "(default: flop parameter)")
-    parser.add_argument("-n", "--num-inputs", type=int, default=10,
+    parser.add_argument("-n", "--num-inputs", type=int, default=100,
                         help="with --config-file: test images that flops and activations are "
-                        "averaged over (default 10)")
+                        "averaged over (default 100, as Detectron2's tool)")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="with --config-file: config overrides (KEY VALUE for YAML, "
                         "key=value for LazyConfigs)")
     args = parser.parse_args(argv)
+    table1_flags = [flag for flag, given in (
+        ("--depths", args.depths != sorted(DEPTH_TABLE)), ("--input-size", args.input_size != 224),
+        ("--stride-in-3x3", args.stride_in_3x3), ("--no-plain", args.no_plain),
+        ("--no-vgg", args.no_vgg)) if given]
+    if args.paper_table1 == bool(args.config_file):
+        parser.error("name what to count: --config-file CONFIG (a model, as Detectron2's "
+                     "tools/analyze_model.py) or --paper-table1 (the paper's Table 1 networks)")
+    if args.config_file and table1_flags:
+        parser.error(f"{', '.join(table1_flags)} apply to --paper-table1, not to --config-file")
+    if args.paper_table1 and args.tasks is not None:
+        parser.error("--tasks applies to --config-file; --paper-table1 counts parameters and "
+                     "multiply-adds")
     # --tasks takes every word after it: the KEY VALUE overrides that follow are split off
-    tasks = list(args.tasks)
+    tasks = list(args.tasks or ["flop", "parameter"])
     split = next((i for i, word in enumerate(tasks) if word not in analysis.TASKS), len(tasks))
     args.tasks, extra = tasks[:split], tasks[split:]
     if extra and not (extra[0].isupper() or "=" in extra[0]):
@@ -151,7 +167,7 @@ def parse_args(argv=None):
         parser.error(f"--tasks: name one or more of {list(analysis.TASKS)}")
     args.opts = extra + args.opts
     if args.opts and not args.config_file:
-        parser.error(f"KEY VALUE overrides {args.opts} need --config-file")
+        parser.error(f"config overrides {args.opts} need --config-file")
     return args
 
 
@@ -163,6 +179,7 @@ def format_config_results(config_file, run, results):
         lines.append(f"\n== {task} ==")
         if task == "flop":
             lines += [
+                f"Total GFlops: {result['mean'] / 1e9:.1f}±{result['std'] / 1e9:.1f}",
                 f"multiply-adds per image: {result['mean'] / 1e9:.3f}e9 +- "
                 f"{result['std'] / 1e9:.3f}e9 over {result['images']} image(s) of "
                 f"{run.test_datasets[0]} (fvcore: one multiply-add is one flop), weights {weights}",
@@ -172,6 +189,8 @@ def format_config_results(config_file, run, results):
             ]
         elif task == "activation":
             lines += [
+                f"Total (Million) Activations: {result['mean_millions']:.1f}"
+                f"±{result['std_millions']:.1f}",
                 f"activations per image: {result['mean_millions']:.2f}M +- "
                 f"{result['std_millions']:.2f}M over {result['images']} image(s) of "
                 f"{run.test_datasets[0]}",
