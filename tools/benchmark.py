@@ -26,11 +26,15 @@ Peak memory: on CPU the peak RSS of the model's process (getrusage), on CUDA
 torch.cuda.max_memory_allocated; the harness is tools/benchmark_lib.py.
 """
 import argparse
+import os
 import sys
 import warnings
 
 # Detectron2 v0.6 scripts functions at import time, which torch >= 2.9 reports as deprecated.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+
+# Its sibling tools (tools/ in a clone, resnet_backbone/tools in a wheel) import as modules.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 from benchmark_lib import BENCHMARK_MODELS, format_benchmark, run_benchmark  # noqa: E402

@@ -29,16 +29,19 @@ import sys
 import tempfile
 import time
 
-import torch
-from benchmark_lib import calibrate_frozen_bn
-from detectron2.data import DatasetCatalog, DatasetMapper
-from detectron2.modeling import build_model
+# Its sibling tools (tools/ in a clone, resnet_backbone/tools in a wheel) import as modules.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from resnet_backbone import model_zoo
-from resnet_backbone.data import prepare_dataset
-from resnet_backbone.engine import FINAL_METRICS
-from resnet_backbone.launch import load_config
-from resnet_backbone.safe_load import read_checkpoint
+import torch  # noqa: E402
+from benchmark_lib import calibrate_frozen_bn  # noqa: E402
+from detectron2.data import DatasetCatalog, DatasetMapper  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+from resnet_backbone import model_zoo  # noqa: E402
+from resnet_backbone.data import prepare_dataset  # noqa: E402
+from resnet_backbone.engine import FINAL_METRICS  # noqa: E402
+from resnet_backbone.launch import load_config  # noqa: E402
+from resnet_backbone.safe_load import read_checkpoint  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
