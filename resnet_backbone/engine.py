@@ -37,7 +37,7 @@ from .description import YACS
 from .distributed import create_ddp_model
 from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
-from .hooks import IterationSeedHook, StopHook, TrainingDiverged, TrainingInterrupted  # noqa: F401
+from .hooks import IterationSeedHook, StopHook
 from .metadata import METADATA_KEY, metadata_of_model
 from .preemption import ShieldedLoader
 from .startup import check_detection_run, model_skeleton

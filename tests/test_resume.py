@@ -185,7 +185,7 @@ class _Guarded:
 
 
 def test_a_loss_spike_stops_training_but_fluctuations_do_not():
-    from resnet_backbone.engine import TrainingDiverged
+    from resnet_backbone.hooks import TrainingDiverged
 
     run = _Guarded()
     for loss in (5.0, 7.0, 30.0, 3.0, 2.0, 1.0, 0.5, 0.4, 3.9, 0.3):  # falls, two bad batches
@@ -209,7 +209,7 @@ def test_a_loss_spike_stops_training_but_fluctuations_do_not():
 
 
 def test_weights_growing_out_of_bounds_stop_training_before_they_are_saved():
-    from resnet_backbone.engine import TrainingDiverged
+    from resnet_backbone.hooks import TrainingDiverged
 
     run = _Guarded(loss_spike_factor=0.0)
     with torch.no_grad():
@@ -231,7 +231,7 @@ def test_costly_divergence_checks_run_every_check_period_and_before_each_checkpo
     the verdicts are exchanged only then, naming the iteration where the loss spiked."""
     from detectron2.utils import comm
 
-    from resnet_backbone.engine import TrainingDiverged
+    from resnet_backbone.hooks import TrainingDiverged
 
     run = _Guarded(loss_spike_factor=0.0, check_period=5, checkpoint_period=7)
     reads = []
