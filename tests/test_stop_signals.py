@@ -32,7 +32,7 @@ JOB = (
 # Runs tools/train_net.py; the first process of the job to reach STOP_AT sends STOP_SIGNAL to
 # the process group (then, at a checkpoint write, the other signal during the next one).
 STOP_DRIVER = textwrap.dedent("""
-    import os, runpy, signal, sys
+    import os, signal, sys
     from resnet_backbone import engine, preemption
 
     AT, MARK = os.environ["STOP_AT"], os.environ["STOP_MARK"]
@@ -83,9 +83,15 @@ STOP_DRIVER = textwrap.dedent("""
 
         engine.Trainer.build_evaluator = classmethod(build_evaluator)
 
+    # Imported, not run as __main__: the processes spawned for --num-gpus import this script
+    # again, and with it the patches above.
+    sys.path.insert(0, {tools!r})
+    import train_net
+
     if __name__ == "__main__":
-        sys.argv[0] = {tool!r}
-        runpy.run_path({tool!r}, run_name="__main__")
+        from detectron2.engine import default_argument_parser
+
+        train_net.detection_run.run(default_argument_parser().parse_args())
 """)
 
 PHASES = ["start-up", "the first iteration", "a checkpoint write",
@@ -164,7 +170,7 @@ def test_a_stop_signal_in_any_phase_exits_75_and_resume_ends_as_an_uninterrupted
         process = train_net.popen(*job, "OUTPUT_DIR", str(out), **kwargs)
     else:
         driver = tmp_path / "stop_driver.py"
-        driver.write_text(STOP_DRIVER.format(tool=str(REPO / "tools" / "train_net.py")))
+        driver.write_text(STOP_DRIVER.format(tools=str(REPO / "tools")))
         env = train_net.env(STOP_AT=phase, STOP_SIGNAL=signum.name,
                             STOP_MARK=str(tmp_path / "stop_sent"))
         process = subprocess.Popen(train_net.command(*job, "OUTPUT_DIR", str(out),
