@@ -224,3 +224,47 @@ def test_a_stop_signal_in_any_phase_exits_75_and_resume_ends_as_an_uninterrupted
         evaluations = [json.loads(line) for line in (out / "metrics.json").open()
                        if "bbox/AP50" in line]
         assert [e["iteration"] for e in evaluations][-2:] == [3, 5]
+
+
+def test_where_the_run_is_decides_what_a_stop_signal_does(tmp_path, monkeypatch):
+    """In this process: at once in a prompt phase (naming it and the newest checkpoint), held
+    to the end of a deferred section (a save), recorded only in training and once done."""
+    from resnet_backbone import preemption
+
+    monkeypatch.setattr(preemption, "RUN", preemption._Run())
+    previous = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}
+    try:
+        preemption.install_handlers()
+        preemption.describe_run(output_dir=str(tmp_path))
+        with pytest.raises(preemption.StopRequested) as stop:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        assert str(stop.value) == ("SIGUSR1 received during start-up: stopped with no checkpoint "
+                                   "saved; run the same command with --resume to start (from "
+                                   "MODEL.WEIGHTS)")
+        preemption.RUN.received = None
+        (tmp_path / "model_0000003.pth").write_bytes(b"")
+        (tmp_path / "last_checkpoint").write_text("model_0000003.pth")
+        saved = []
+        with pytest.raises(preemption.StopRequested, match="during the evaluation after "
+                           rf"iteration 3: stopped; .* continue from {tmp_path}/model_0000003"):
+            with preemption.stopping_promptly("the evaluation after iteration 3"):
+                with preemption.deferred():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    os.kill(os.getpid(), signal.SIGUSR1)  # a second one
+                    saved.append("complete")
+        assert saved == ["complete"] and preemption.received() == "SIGTERM"
+
+        preemption.RUN.received = None
+        training = preemption.StopRequests()
+        training.install()
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded for the stop hook
+        assert training.received == "SIGTERM"
+        training.uninstall()
+        with pytest.raises(preemption.StopRequested, match="during the final evaluation"):
+            with preemption.stopping_promptly("the final evaluation"):
+                pass
+        preemption.finish()
+        os.kill(os.getpid(), signal.SIGTERM)  # done: ignored
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
