@@ -198,7 +198,8 @@ class Trainer(DefaultTrainer):
         """Detectron2's DefaultTrainer hooks, in its order, with: the seeding hook first; the
         stop hook after the LR scheduler's step (a checkpoint holds the stepped scheduler) and
         before the checkpointer (diverged weights are never saved); the evaluation through
-        `evaluate` (`EvaluationHook`: a stop signal stops it, --resume redoes it); the writers every RESNET_BACKBONE_SOLVER.WRITE_PERIOD iterations."""
+        `evaluate` (`EvaluationHook`: a stop signal stops it, --resume redoes it); the writers
+        every RESNET_BACKBONE_SOLVER.WRITE_PERIOD iterations."""
         cfg, solver, main = self.cfg, self.cfg.RESNET_BACKBONE_SOLVER, comm.is_main_process()
         precise_bn = None
         if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
