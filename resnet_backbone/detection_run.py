@@ -7,7 +7,7 @@ file or name, a saved lazy `.yaml`, a lazy run's folder) on the same engine thro
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
-from . import config_files, launch, lazy
+from . import config_files, launch, lazy, preemption
 from .checkpoint import ResNetBackboneCheckpointer
 from .engine import Trainer, save_final_metrics
 
@@ -44,7 +44,8 @@ def main(args, startup_log=None):
         ResNetBackboneCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg,
                                    naming=trainer_class.naming).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = trainer_class.test(cfg, model)
+        with preemption.stopping_promptly("the evaluation"):
+            results = trainer_class.test(cfg, model)
         if results and comm.is_main_process():
             verify_results(cfg, results)
     else:

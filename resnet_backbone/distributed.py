@@ -8,6 +8,10 @@
   before spawning; a worker that raises or dies ends the whole job (torch.multiprocessing
   terminates the others) with a message naming it; collectives time out after
   $RESNET_BACKBONE_DIST_TIMEOUT_MIN minutes (default 10) instead of Detectron2's 30.
+* Stop signals (`preemption.py`): every process of the job handles them; a worker stopped by
+  one passes its message on as `preemption.RunInterrupted`, and when this process received one
+  too (a scheduler signals the whole job), a worker that died of it or of its peers' stopping
+  also ends the job as interrupted.
 * `create_ddp_model` lets a CPU model train under gloo with both Detectron2 v0.6 and upstream
   main (whose create_ddp_model gives DistributedDataParallel device_ids for any model).
 """
@@ -26,7 +30,10 @@ from detectron2.engine import launch
 from detectron2.engine.defaults import create_ddp_model as _detectron2_create_ddp_model
 from detectron2.utils import comm
 
-from .preemption import forwarding_stop_signals_to_children
+from . import preemption
+from .preemption import (EXIT_INTERRUPTED, RunInterrupted, StopRequested,
+                         forwarding_stop_signals_to_children)
+
 logger = logging.getLogger(__name__)
 
 TIMEOUT_ENV = "RESNET_BACKBONE_DIST_TIMEOUT_MIN"
@@ -107,11 +114,19 @@ def _init_from_env():
 
 
 def _run_then_leave_group(main_func, args):
-    """`main_func(args)`, then the process group is destroyed: a gloo group still alive at
-    interpreter exit can abort the process ("terminate called without an active exception",
-    SIGABRT) after a run that succeeded, which `launch` would report as a dead worker. Not after
-    an error, when other processes may still be inside a collective."""
-    result = main_func(args)
+    """`main_func(args)` with the stop-signal handlers installed (a spawned process may not
+    have run the tool's own first lines), a stop passed on as RunInterrupted (an Exception,
+    which a spawned process reports to its parent), then the process group is destroyed: a
+    gloo group still alive at interpreter exit can abort the process ("terminate called
+    without an active exception", SIGABRT) after a run that succeeded, which `launch` would
+    report as a dead worker. Not after an error, when other processes may still be inside a
+    collective."""
+    preemption.install_handlers()
+    try:
+        result = main_func(args)
+    except StopRequested as stop:
+        raise RunInterrupted(str(stop)) from None
+    preemption.finish()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     return result
@@ -122,7 +137,7 @@ def run(main_func, args, *, passed_on=()):
     --num-gpus / --num-machines / --machine-rank / --dist-url) or by torchrun's environment.
     A spawned worker's exception of a class in `passed_on` is raised here as that class (with
     its message); stop signals to this process are passed on to the workers
-    (`preemption.py`)."""
+    (`preemption.py`), and after one any worker's end is RunInterrupted."""
     main_func = functools.partial(_run_then_leave_group, main_func)
     if under_torchrun():
         if int(os.environ["WORLD_SIZE"]) > 1:
@@ -139,6 +154,8 @@ def run(main_func, args, *, passed_on=()):
                           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,),
                           timeout=dist_timeout())
     except mp.ProcessExitedException as e:
+        if preemption.received() or e.exit_code == EXIT_INTERRUPTED:
+            raise _interrupted(e) from None
         raise DistributedJobError(
             f"worker process {e.error_index} died ({e}); the other workers were stopped"
         ) from None
@@ -148,10 +165,21 @@ def run(main_func, args, *, passed_on=()):
             name = f"{error_class.__module__}.{error_class.__qualname__}: "
             if text and text[-1].startswith(name):
                 raise error_class(text[-1][len(name):]) from None
+        if preemption.received():
+            raise _interrupted(e, text[-1] if text else None) from None
         raise DistributedJobError(
             f"worker process {e.error_index} failed with: {text[-1] if text else e}; the other "
             f"workers were stopped. Its traceback:\n{e}"
         ) from None
+
+
+def _interrupted(error, last_line=None):
+    """The job stopped after this process received a stop signal: a worker ended by it (before
+    its handlers were installed) or by its peers' stopping."""
+    detail = f"{error}".strip().splitlines()[0] if last_line is None else last_line
+    return RunInterrupted(preemption.stopped_message(
+        preemption.received() or "a stop signal",
+        f"the run of the workers (worker {error.error_index}: {detail})"))
 
 
 def exit_with_message(error, status=1):

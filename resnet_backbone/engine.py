@@ -3,7 +3,8 @@
 * `AtomicCheckpointer`: every checkpoint is written to a temporary file in the same directory,
   fsynced and renamed over the target; `last_checkpoint` is updated (also atomically) only once
   the checkpoint is complete. A SIGKILL at any moment leaves the previous checkpoint and the
-  `last_checkpoint` pointing at it intact.
+  `last_checkpoint` pointing at it intact; a stop signal never interrupts a save
+  (`preemption.deferred`).
 * `Trainer`: Detectron2's DefaultTrainer with the above, the resumable data stream of
   `data/stream.py`, seeded model randomness (RPN / RoI sampling from SEED, rank and iteration),
   the evaluator chosen by dataset, the stop hook (`hooks.py`: a checkpoint on SIGTERM/SIGUSR1
@@ -37,9 +38,9 @@ from .description import YACS
 from .distributed import create_ddp_model
 from .fast_path import apply_fast_path
 from .files import TMP_SUFFIX, atomic_write, write_json
-from .hooks import IterationSeedHook, StopHook
+from .hooks import EvaluationHook, IterationSeedHook, StopHook
 from .metadata import METADATA_KEY, metadata_of_model
-from .preemption import ShieldedLoader
+from .preemption import ShieldedLoader, deferred
 from .startup import check_detection_run, model_skeleton
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,10 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
         return "://" not in self.save_dir
 
     def save(self, name, **kwargs):
+        with deferred():
+            self._save(name, **kwargs)
+
+    def _save(self, name, **kwargs):
         if "iteration" in kwargs:  # on every rank, though only the main one writes
             self.saved[kwargs["iteration"]] = os.path.join(self.save_dir, f"{name}.pth")
         if not self.save_dir or not self.save_to_disk:
@@ -104,8 +109,9 @@ class AtomicCheckpointer(ResNetBackboneCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename):
         if not self._local():
             return super().tag_last_checkpoint(last_filename_basename)
-        atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
-                     lambda f: f.write(last_filename_basename.encode()))
+        with deferred():
+            atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
+                         lambda f: f.write(last_filename_basename.encode()))
 
     def checkpoints_of_lineage(self, *, started_at, period=0):
         """{iteration: path} of the checkpoints of this run and of those it continues: saved
@@ -205,7 +211,8 @@ class Trainer(DefaultTrainer):
         """Detectron2's DefaultTrainer hooks, in its order, with: the seeding hook first; the
         stop hook after the LR scheduler's step (a checkpoint holds the stepped scheduler) and
         before the checkpointer (diverged weights are never saved); the evaluation through
-        `evaluate`; the writers every RESNET_BACKBONE_SOLVER.WRITE_PERIOD iterations."""
+        `evaluate` (`EvaluationHook`: a stop signal stops it, --resume redoes it); the writers
+        every RESNET_BACKBONE_SOLVER.WRITE_PERIOD iterations."""
         cfg, solver, main = self.cfg, self.cfg.RESNET_BACKBONE_SOLVER, comm.is_main_process()
         precise_bn = None
         if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
@@ -226,7 +233,7 @@ class Trainer(DefaultTrainer):
                      checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD),
             d2_hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
             if main else None,
-            d2_hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
+            EvaluationHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
             d2_hooks.PeriodicWriter(self.build_writers(), period=solver.WRITE_PERIOD)
             if main else None,
         ]
@@ -328,4 +335,5 @@ def save_final_metrics(cfg, results):
         return
     if set(results) - {*cfg.DATASETS.TEST, *(f"{name}_TTA" for name in cfg.DATASETS.TEST)}:
         results = {cfg.DATASETS.TEST[0]: results}
-    write_json(os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS), results)
+    with deferred():
+        write_json(os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS), results)

@@ -1,16 +1,18 @@
-"""The training hooks of the engine: per-iteration seeding, and the one hook that stops a run,
-on a stop signal (with a checkpoint) or on divergence (without one)."""
+"""The training hooks of the engine: per-iteration seeding, the one hook that stops a run, on a
+stop signal (with a checkpoint) or on divergence (without one), and the evaluation hook that a
+stop signal stops at once and --resume redoes."""
 import os
 import statistics
 from collections import deque
 
 import torch
 from detectron2.engine import HookBase
+from detectron2.engine import hooks as d2_hooks
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from .data.stream import derive_seed
-from .preemption import StopRequests
+from .preemption import RunInterrupted, StopRequests, stop_later, stopping_promptly
 
 
 class IterationSeedHook(HookBase):
@@ -24,7 +26,7 @@ class IterationSeedHook(HookBase):
         seed_all_rng(derive_seed(self.seed, comm.get_rank(), self.trainer.iter, 0x5EED))
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(RunInterrupted):
     """A stop signal stopped training after saving a checkpoint; --resume continues from it."""
 
 
@@ -50,7 +52,9 @@ class StopHook(HookBase):
     """Stops training when it must, deciding on every process alike:
 
     * a stop signal (SIGTERM, SIGUSR1; `preemption.py`) to any process of the job: a checkpoint
-      of the iteration just done is saved and every process raises TrainingInterrupted;
+      of the iteration just done is saved and every process raises TrainingInterrupted; at the
+      last iteration the periodic checkpointer writes model_final.pth and every process stops
+      before the final evaluation instead (`EvaluationHook`), which --resume then runs;
     * divergence: TrainingDiverged, before that iteration's checkpoint is written, when the total
       loss exceeds both `loss_spike_factor` times the median of the last `loss_window`
       iterations and the loss at the start of training (noise on a tiny loss late in training
@@ -140,7 +144,9 @@ class StopHook(HookBase):
         if diverged:
             raise TrainingDiverged(*min(diverged, key=lambda s: s[1]))
         received = [name for _, name in verdicts if name]
-        if received:
+        if received and self.trainer.iter + 1 >= self.trainer.max_iter:
+            stop_later(received[0])
+        elif received:
             self._save_and_stop(received[0])
 
     def _save_and_stop(self, signal_name):
@@ -153,3 +159,38 @@ class StopHook(HookBase):
             f"{signal_name} received: saved {path} after iteration {iteration}; run the same "
             "command with --resume to continue"
         )
+
+
+class EvaluationHook(d2_hooks.EvalHook):
+    """Detectron2's EvalHook (every `eval_period` iterations, and after the last one), where a
+    stop signal stops the evaluation at once (`preemption.stopping_promptly`) and --resume
+    redoes it:
+
+    * the checkpoint of an iteration is written before its evaluation (the hook comes after the
+      checkpointer's), so a run resumed from iteration i - 1 where an evaluation was due first
+      evaluates again, its results recorded at that iteration as before;
+    * the final evaluation runs only after training completed (Detectron2's also runs when the
+      last iteration failed), also when a run resumed from model_final.pth has nothing left to
+      train."""
+
+    def _evaluate(self, phase):
+        with stopping_promptly(phase):
+            self._do_eval()
+
+    def before_train(self):
+        start, period = self.trainer.start_iter, self._period
+        if 0 < start < self.trainer.max_iter and period > 0 and start % period == 0:
+            storage = self.trainer.storage
+            storage.iter = start - 1
+            self._evaluate(f"the evaluation after iteration {start - 1}")
+            storage.iter = start
+
+    def after_step(self):
+        done = self.trainer.iter + 1
+        if self._period > 0 and done % self._period == 0 and done != self.trainer.max_iter:
+            self._evaluate(f"the evaluation after iteration {self.trainer.iter}")
+
+    def after_train(self):
+        if self.trainer.iter >= self.trainer.max_iter:  # training completed
+            self._evaluate("the final evaluation")
+        del self._func  # a closure holding the trainer (as Detectron2's hook does)

@@ -8,8 +8,9 @@ way (`--config-file`, `--num-gpus`, `--num-machines`, `--machine-rank`, `--dist-
   OUTPUT_DIR is touched), then Detectron2's `default_setup` and the run's log file, which also
   gets what the checks logged;
 * `run`: `main` in every process of the job; with several processes spawned here, the checks
-  run once in this process before any is spawned. A stop signal ends the job with
-  EXIT_INTERRUPTED after the checkpoint is written.
+  run once in this process before any is spawned. A stop signal, in any phase of the run, ends
+  the job with EXIT_INTERRUPTED and one line saying where it stopped and what to run
+  (`preemption.py`: during training after a checkpoint is written, elsewhere at once).
 """
 import argparse
 import functools
@@ -22,10 +23,10 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from . import config_files, distributed
+from . import config_files, distributed, preemption
 from .data.custom import register_user_datasets
 from .hooks import TrainingInterrupted
-from .preemption import EXIT_INTERRUPTED
+from .preemption import EXIT_INTERRUPTED, RunInterrupted, StopRequested
 
 PACKAGE_LOGGER = "resnet_backbone"
 
@@ -117,11 +118,13 @@ def set_up_checked(cfg, args, trainer_class, startup_log=None):
     else:  # the data were checked before the processes were spawned
         trainer_class.check_startup(cfg, world_size=comm.get_world_size(), resume=args.resume,
                                     eval_only=args.eval_only, validate_data=False)
-    default_setup(cfg, argparse.Namespace(
-        **{**vars(args), "config_file": config_files.locate(args.config_file).path}))
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=PACKAGE_LOGGER)
-    if comm.is_main_process():
-        replay_log(startup_log)
+    preemption.describe_run(output_dir=cfg.OUTPUT_DIR)
+    with preemption.deferred():  # OUTPUT_DIR's config.yaml and log.txt are written complete
+        default_setup(cfg, argparse.Namespace(
+            **{**vars(args), "config_file": config_files.locate(args.config_file).path}))
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=PACKAGE_LOGGER)
+        if comm.is_main_process():
+            replay_log(startup_log)
 
 
 def run(main, args, trainer_class, load=None):
@@ -130,6 +133,7 @@ def run(main, args, trainer_class, load=None):
     for the checks run here when processes are spawned here; default `trainer_class` and the
     yacs config of `args`."""
     world_size = distributed.world_size_of(args)
+    preemption.describe_run(eval_only=args.eval_only)
     try:
         startup_log = None
         if world_size > 1 and not distributed.under_torchrun():
@@ -138,10 +142,14 @@ def run(main, args, trainer_class, load=None):
                                                       trained=args.eval_only)
             else:
                 checked = load(args)
+            preemption.describe_run(output_dir=checked[1].OUTPUT_DIR)
             startup_log = check_startup(*checked, args, world_size)
         distributed.run(functools.partial(main, startup_log=startup_log), args,
-                        passed_on=(TrainingInterrupted,))
-    except TrainingInterrupted as e:
+                        passed_on=(TrainingInterrupted, RunInterrupted))
+        preemption.finish()
+    except StopRequested as stop:  # here, before any process was spawned
+        distributed.exit_with_message(RunInterrupted(str(stop)), EXIT_INTERRUPTED)
+    except RunInterrupted as e:
         distributed.exit_with_message(e, EXIT_INTERRUPTED)
     except distributed.DistributedJobError as e:
         distributed.exit_with_message(e)

@@ -8,12 +8,30 @@ other half, with the command line of tools/train_net.py:
 At the end of training the backbone is written as detection weights to
 OUTPUT_DIR/model_final_backbone.pth, with the run's pixel format recorded.
 """
-from detectron2.engine import default_argument_parser
+# First of all, the stop-signal handlers (resnet_backbone/preemption.py): a SIGTERM or SIGUSR1
+# from now on, also during the imports of torch and Detectron2 below, ends the run with exit
+# status 75 and one line. That module imports only the standard library; it is loaded by its
+# path, as resnet_backbone.preemption, because importing it through the package would first run
+# the package's __init__, which imports Detectron2.
+import importlib.util
+import os
+import sys
 
-from resnet_backbone import launch
-from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
-from resnet_backbone.classification.trainer import ClassificationTrainer
-from resnet_backbone.engine import save_final_metrics
+if "resnet_backbone.preemption" not in sys.modules:
+    _path = os.path.join(importlib.util.find_spec("resnet_backbone").submodule_search_locations[0],
+                         "preemption.py")
+    _spec = importlib.util.spec_from_file_location("resnet_backbone.preemption", _path)
+    sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_spec.name])
+preemption = sys.modules["resnet_backbone.preemption"]
+preemption.install_handlers()
+
+with preemption.exiting_when_stopped():
+    from detectron2.engine import default_argument_parser
+    from resnet_backbone import launch
+    from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
+    from resnet_backbone.classification.trainer import ClassificationTrainer
+    from resnet_backbone.engine import save_final_metrics
 
 
 def main(args, startup_log=None):
@@ -24,7 +42,8 @@ def main(args, startup_log=None):
         model = ClassificationTrainer.build_model(cfg)
         ResNetBackboneCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = ClassificationTrainer.test(cfg, model)
+        with preemption.stopping_promptly("the evaluation"):
+            results = ClassificationTrainer.test(cfg, model)
     else:
         trainer = ClassificationTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
@@ -34,6 +53,7 @@ def main(args, startup_log=None):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch.run(main, args, ClassificationTrainer)
+    with preemption.exiting_when_stopped():
+        args = default_argument_parser().parse_args()
+        print("Command Line Args:", args)
+        launch.run(main, args, ClassificationTrainer)

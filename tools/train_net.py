@@ -13,13 +13,32 @@ checkpoints, a resumable data stream, the evaluator chosen by dataset, a checkpo
 SIGTERM/SIGUSR1 and a stop on divergence (resnet_backbone/detection_run.py). Importing the
 package registers the backbones and datasets in every worker process.
 """
-from detectron2.engine import default_argument_parser
+# First of all, the stop-signal handlers (resnet_backbone/preemption.py): a SIGTERM or SIGUSR1
+# from now on, also during the imports of torch and Detectron2 below, ends the run with exit
+# status 75 and one line. That module imports only the standard library; it is loaded by its
+# path, as resnet_backbone.preemption, because importing it through the package would first run
+# the package's __init__, which imports Detectron2.
+import importlib.util
+import os
+import sys
 
-from resnet_backbone import detection_run
+if "resnet_backbone.preemption" not in sys.modules:
+    _path = os.path.join(importlib.util.find_spec("resnet_backbone").submodule_search_locations[0],
+                         "preemption.py")
+    _spec = importlib.util.spec_from_file_location("resnet_backbone.preemption", _path)
+    sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_spec.name])
+preemption = sys.modules["resnet_backbone.preemption"]
+preemption.install_handlers()
+
+with preemption.exiting_when_stopped():
+    from detectron2.engine import default_argument_parser
+    from resnet_backbone import detection_run
 
 main = detection_run.main
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    detection_run.run(args)
+    with preemption.exiting_when_stopped():
+        args = default_argument_parser().parse_args()
+        print("Command Line Args:", args)
+        detection_run.run(args)
