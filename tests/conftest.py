@@ -27,9 +27,10 @@ TINY = (
 def save_hub_named(obj, folder, stem):
     """torch.save `obj` as `<stem>-<sha256 prefix>.pth` in `folder`, the name torch hub gives
     its downloads (the readers check the prefix against the content); returns the path."""
+    import torch
+
     temporary = Path(folder) / f"{stem}.pth.part"
-    torch_save = __import__("torch").save
-    torch_save(obj, temporary)
+    torch.save(obj, temporary)
     prefix = hashlib.sha256(temporary.read_bytes()).hexdigest()[:8]
     return temporary.rename(Path(folder) / f"{stem}-{prefix}.pth")
 
