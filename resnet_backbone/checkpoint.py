@@ -23,6 +23,7 @@ from .files import atomic_write
 from .metadata import METADATA_KEY, REQUIRED_METADATA, make_metadata, pixel_format_of_model
 from .safe_load import (
     SAFETENSORS_EXTENSION,
+    MetadataError,
     UnsafeCheckpointError,
     read_checkpoint,
     read_safetensors_metadata,
@@ -38,6 +39,15 @@ IMAGENET_PREFIX = "imagenet://"
 _NOT_TORCH_EXTENSIONS = (".pkl", ".pyth")
 # How many names a partial-load error lists before it only counts.
 _LISTED = 20
+# The type of each metadata field the checks read (what `metadata.py` writes: the record's
+# fields, `fields.FIELDS`, and where the weights came from); pixel_mean/std are 3 numbers.
+_METADATA_TYPES = dict(
+    arch=str, source=str, pixel_format=str, input_format=str, converter_version=int,
+    name=str, url=str, converted_from=str, block=str, depth=int, stride_in_1x1=bool,
+    residual=bool, shortcut=str, stem=str, stem_out_channels=int, res2_out_channels=int,
+    norm=str,
+)
+_PIXEL_STATISTICS = ("pixel_mean", "pixel_std")
 
 
 class WeightsConfigMismatchError(ValueError):
@@ -82,16 +92,50 @@ def read_metadata(path):
     local = PathManager.get_local_path(path) if "://" in path else path
     if local.endswith(SAFETENSORS_EXTENSION) and os.path.isfile(local):
         try:
-            return read_safetensors_metadata(local)
+            metadata = read_safetensors_metadata(local)
+        except MetadataError:
+            raise
         except Exception as error:
             raise ValueError(f"{local} is not a readable checkpoint: it is truncated, corrupt or "
                              f"not a safetensors file ({type(error).__name__}: {error})") from None
-    return _metadata_in(read_checkpoint(local))
+        return None if metadata is None else checked_metadata(metadata, local)
+    return _metadata_in(read_checkpoint(local), local)
 
 
-def _metadata_in(data):
+def _metadata_in(data, path):
     metadata = data.get(METADATA_KEY) if isinstance(data, dict) else None
-    return dict(metadata) if isinstance(metadata, dict) else None
+    return None if metadata is None else checked_metadata(metadata, path)
+
+
+def checked_metadata(metadata, path):
+    """A copy of `metadata` (the `resnet_backbone` entry of the file at `path`) when it has
+    the shape this package writes: a mapping holding REQUIRED_METADATA, each field of
+    `_METADATA_TYPES` of its type, pixel_mean and pixel_std 3 numbers (other fields are kept
+    unread); else MetadataError naming the file and the field."""
+    where = f"{path}: its {METADATA_KEY!r} metadata"
+    if not isinstance(metadata, dict):
+        raise MetadataError(f"{where} is a {type(metadata).__name__}, not a mapping of fields")
+    lacking = [key for key in REQUIRED_METADATA if key not in metadata]
+    if lacking:
+        raise MetadataError(f"{where} lacks the field(s) {', '.join(lacking)}")
+    for key, value in metadata.items():
+        if key in _PIXEL_STATISTICS:
+            wanted, fits = "a list of 3 numbers", isinstance(value, (list, tuple)) and len(
+                value) == 3 and all(_is_number(v) for v in value)
+        elif key in _METADATA_TYPES:
+            kind = _METADATA_TYPES[key]
+            wanted = f"a {kind.__name__}"
+            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        else:
+            continue
+        if not fits:
+            raise MetadataError(f"{where}: field {key!r} is {value!r} "
+                                f"({type(value).__name__}), not {wanted}")
+    return dict(metadata)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def convert_file(raw_path, output_path, *, source=None, name=None, url=None, expected_arch=None):
@@ -285,7 +329,7 @@ class ResNetBackboneCheckpointer(DetectionCheckpointer):
         query = getattr(getattr(self, "_parsed_url_during_load", None), "query", "")
         if "matching_heuristics=True" in query:  # upstream Detectron2's `path?matching_...`
             data["matching_heuristics"] = True
-        metadata = _metadata_in(data)
+        metadata = _metadata_in(data, filename)
         if metadata is not None:
             model = getattr(self.model, "module", self.model)  # DistributedDataParallel
             pixels = pixel_format_of_model(model)

@@ -4,7 +4,8 @@ with its weights, or a training run's OUTPUT_DIR with its final or last checkpoi
 DATASETS.USER are registered, so class names come from the run's own datasets. Prediction runs
 the model as Detectron2's DefaultPredictor does, drawing its Visualizer; images are read by
 `detection_utils.read_image`, which applies the EXIF orientation and turns grayscale, palette
-and RGBA images into three channels.
+and RGBA images into three channels, after training's checks of their headers (16-bit and float
+pixels refused) and a limit on their size.
 """
 import glob
 import io
@@ -18,13 +19,18 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import Visualizer
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .data.validation import ImageProblem, read_image_header
 from .files import atomic_write
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Images larger than this are refused from their header (predict's --max-pixels): predicting
+# and drawing a 10000x10000 photo took 13 GB (issue 25). PIL's own decompression-bomb limit
+# (Image.MAX_IMAGE_PIXELS, about 89 megapixels: a warning, an error at twice that) is higher.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 def make_predictor(run):
@@ -88,12 +94,25 @@ def class_metadata(run):
     return Metadata()
 
 
-def read_bgr(path):
-    """The image at `path` as BGR uint8, upright (EXIF), three channels whatever its mode."""
+def read_bgr(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """The image at `path` as BGR uint8, upright (EXIF), three channels whatever its mode.
+    Its header is checked first as training checks its images (`read_image_header`: readable,
+    not 16-bit or float), and an image of more than `max_pixels` pixels is refused before
+    anything is decoded; each problem a ValueError naming the file."""
+    try:
+        width, height = read_image_header(path)
+    except ImageProblem as problem:
+        raise ValueError(f"{path}: {problem}") from problem
+    if width * height > max_pixels:
+        raise ValueError(f"{path}: image is {width}x{height} ({width * height / 1e6:.1f} "
+                         f"megapixels), more than --max-pixels {max_pixels} allows; it was not "
+                         "decoded. Shrink it, or raise --max-pixels if the memory is there "
+                         "(a 10000x10000 image takes about 13 GB)")
     try:
         return read_image(path, format="BGR")
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from error
+    except Exception as error:  # PIL names what is wrong in many types (OSError, SyntaxError)
+        raise ValueError(f"{path}: not a readable image ({type(error).__name__}: "
+                         f"{error})") from error
 
 
 def predictions(predictor, bgr, score_threshold):

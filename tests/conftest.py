@@ -1,5 +1,6 @@
 """Shared fixtures: the shipped configs by name, the embedded synthetic data, tiny CPU settings,
 and tools/train_net.py run in a subprocess on that data."""
+import hashlib
 import json
 import os
 import signal
@@ -21,6 +22,17 @@ TINY = (
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
     "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
 )
+
+
+def save_hub_named(obj, folder, stem):
+    """torch.save `obj` as `<stem>-<sha256 prefix>.pth` in `folder`, the name torch hub gives
+    its downloads (the readers check the prefix against the content); returns the path."""
+    import torch
+
+    temporary = Path(folder) / f"{stem}.pth.part"
+    torch.save(obj, temporary)
+    prefix = hashlib.sha256(temporary.read_bytes()).hexdigest()[:8]
+    return temporary.rename(Path(folder) / f"{stem}-{prefix}.pth")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import save_hub_named
 from resnet_backbone import model_zoo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,8 +127,8 @@ def test_a_pip_user_converts_trains_predicts_and_exports_with_the_shipped_tools(
         assert "usage:" in tool(name, "--help"), name
 
     torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18().state_dict(), outside / "resnet18-f37072fd.pth")
-    printed = tool("convert_pretrained", "resnet18-f37072fd.pth", "--output", "r18.safetensors")
+    raw = save_hub_named(torchvision.models.resnet18().state_dict(), outside, "resnet18")
+    printed = tool("convert_pretrained", raw.name, "--output", "r18.safetensors")
     assert "architecture: resnet18" in printed and (outside / "r18.safetensors").is_file()
 
     tool("train_net", "--config-file", "Demo/resnet18_c4_synthetic.yaml", *tiny,

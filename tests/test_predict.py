@@ -124,7 +124,7 @@ def test_bad_inputs_are_named(fruit_run, tmp_path):
     with pytest.raises(ValueError, match="would all be written to out/x.png"):
         inference.output_paths(["a/x.jpg", "b/x.png"], "out")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
+    with pytest.raises(ValueError, match="broken.jpg: image is not readable"):
         inference.read_bgr(str(tmp_path / "broken.jpg"))
     empty = tmp_path / "empty_run"
     empty.mkdir()

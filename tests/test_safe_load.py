@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import REPO
+from conftest import REPO, save_hub_named
 from resnet_backbone.checkpoint import ResNetBackboneCheckpointer, convert_file, read_metadata
 from resnet_backbone.resnet import make_resnet
 from resnet_backbone.safe_load import UnsafeCheckpointError, read_checkpoint
@@ -114,8 +114,7 @@ def test_legitimate_files_still_load(tmp_path):
     from test_convert import fake_msra_blobs
 
     torch.manual_seed(0)
-    raw = tmp_path / "resnet18-f37072fd.pth"
-    torch.save(torchvision.models.resnet18().state_dict(), raw)
+    raw = save_hub_named(torchvision.models.resnet18().state_dict(), tmp_path, "resnet18")
     assert torch.equal(read_checkpoint(raw)["conv1.weight"],
                        torch.load(raw, weights_only=True)["conv1.weight"])
     legacy = tmp_path / "legacy.pth"

@@ -1,5 +1,7 @@
 """The weights table, converted files and their metadata, the config check, `imagenet://`
 and the conversion CLI. Nothing here reaches the network: downloads fail the test."""
+import dataclasses
+import hashlib
 import importlib.util
 import logging
 import os
@@ -10,6 +12,7 @@ import pytest
 import torch
 import torchvision
 
+from conftest import save_hub_named
 from detectron2.config import get_cfg
 from detectron2.utils.file_io import PathManager
 from resnet_backbone import checkpoint, convert, imagenet, vgg, weights
@@ -22,7 +25,7 @@ from resnet_backbone.checkpoint import (
     save_converted,
 )
 from resnet_backbone.config import add_resnet_backbone_config
-from resnet_backbone.safe_load import read_checkpoint
+from resnet_backbone.safe_load import HashMismatchError, read_checkpoint
 from resnet_backbone.resnet import make_resnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,7 +198,7 @@ def test_check_names_stride_depth_and_backbone(tmp_path):
 
 def test_checkpointer_stops_before_loading_mismatched_weights(tmp_path):
     torch.manual_seed(0)
-    raw = tmp_path / "resnet18-f37072fd.pth"
+    raw = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), raw)
     converted = str(tmp_path / "r18.pth")
     checkpoint.convert_file(str(raw), converted)
@@ -319,19 +322,29 @@ def offline_caches(tmp_path, monkeypatch):
     return tmp_path, downloads
 
 
-def test_imagenet_name_resolves_from_torch_hub_cache(offline_caches):
+def hub_entry_for(monkeypatch, name, raw):
+    """Make the table entry `name` publish `raw` (a file named as torch hub names downloads,
+    seeded weights standing in for the real ones): its URL's file name and sha256 prefix."""
+    entry = weights.KNOWN_WEIGHTS[name]
+    url = entry.url.rsplit("/", 1)[0] + "/" + raw.name
+    monkeypatch.setitem(weights.KNOWN_WEIGHTS, name, dataclasses.replace(
+        entry, url=url, sha256_prefix=raw.stem.rsplit("-", 1)[1]))
+
+
+def test_imagenet_name_resolves_from_torch_hub_cache(offline_caches, monkeypatch):
     tmp_path, downloads = offline_caches
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
+    raw = save_hub_named(torchvision.models.resnet18().state_dict(), hub, "resnet18")
+    hub_entry_for(monkeypatch, "torchvision/resnet18", raw)
 
     local = PathManager.get_local_path("imagenet://torchvision/resnet18")
     assert Path(local).parent == tmp_path / "converted"
     metadata = read_metadata(local)
     assert (metadata["arch"], metadata["source"], metadata["name"]) == (
         "resnet18", "torchvision", "torchvision/resnet18")
-    assert metadata["converted_from"] == "resnet18-f37072fd.pth"
+    assert metadata["converted_from"] == raw.name
     assert PathManager.isfile("imagenet://torchvision/resnet18")
     mtime = os.path.getmtime(local)
     assert PathManager.get_local_path("imagenet://torchvision/resnet18") == local
@@ -347,6 +360,25 @@ def test_imagenet_name_resolves_from_torch_hub_cache(offline_caches):
     with pytest.raises(WeightsConfigMismatchError):
         ResNetBackboneCheckpointer(model, cfg=make_cfg(depth=18)).load(
             "imagenet://torchvision/resnet18")
+    assert downloads == []
+
+
+def test_imagenet_file_not_matching_the_hash_in_its_name_is_refused(offline_caches):
+    tmp_path, downloads = offline_caches
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    planted = hub / "resnet18-f37072fd.pth"  # torchvision's name, random weights
+    torch.save(torchvision.models.resnet18().state_dict(), planted)
+    with pytest.raises(HashMismatchError) as error:
+        PathManager.get_local_path("imagenet://torchvision/resnet18")
+    actual = hashlib.sha256(planted.read_bytes()).hexdigest()[:8]
+    assert str(planted) in str(error.value)
+    assert "f37072fd" in str(error.value) and actual in str(error.value)
+    assert not list((tmp_path / "converted").glob("*.safetensors"))
+    model = make_resnet(18, stride_in_1x1=False, out_features=["res5"])
+    with pytest.raises(HashMismatchError, match="f37072fd"):  # named as MODEL.WEIGHTS
+        ResNetBackboneCheckpointer(model).load(str(planted))
     assert downloads == []
 
 

@@ -13,8 +13,12 @@ is a shipped name, a YAML or LazyConfig file (overrides then key=value), or a tr
 OUTPUT_DIR (its config, with its checkpoint as the weights). The model is traced on
 --sample-image (default: the first image of the config's first test set); afterwards the exported
 file is run on that image and on the image at 3/4 size, and its detections are compared with the
-eager model's (onnxruntime runs the ONNX file). --output also gets export.json: the command, the
-input and outputs of the file, the measured differences.
+eager model's (onnxruntime runs the ONNX file). The check needs detections to compare: where
+the model keeps none on the sample image at its score threshold (an untrained or weakly trained
+model), a copy exported with the threshold at 0 is checked too, and the file keeps the model's
+threshold; where it detects nothing even then, the export stops (exit 1, nothing written).
+--output also gets export.json: the command, the input and outputs of the file, the score
+thresholds of the model and of the check, the measured differences.
 
 The exported model takes one float image (3, H, W), 0..255, channels in INPUT.FORMAT order,
 already resized to the test size, and returns pred_boxes (N, 4) in that image's pixels, scores
@@ -24,6 +28,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import warnings
 
 # Detectron2 v0.6 scripts functions at import time, which torch >= 2.9 reports as deprecated.
@@ -43,13 +48,16 @@ warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 from resnet_backbone.export import (  # noqa: E402
     OUTPUT_NAMES,
     ExportMismatchError,
+    NothingToCompareError,
     ScriptingNotSupportedError,
     check_onnx_packages,
     compare_detections,
     export_onnx,
     prepare_for_export,
     run_onnx,
+    score_threshold,
     script_detector,
+    threshold_for_check,
     trace_detector,
 )
 from resnet_backbone.export.inputs import (  # noqa: E402
@@ -119,9 +127,10 @@ def remove_old_record(output):
         os.remove(record)
 
 
-def export(detector, image, args):
-    """Write the exported file; returns its path and a function running it on an image."""
-    path = os.path.join(args.output, FILE_NAMES[args.format])
+def export(detector, image, args, folder):
+    """Write the exported file into `folder`; returns its path and a function running it on
+    an image."""
+    path = os.path.join(folder, FILE_NAMES[args.format])
     if args.format == "onnx":
         export_onnx(detector, image, path)
         return path, lambda x: run_onnx(path, x)
@@ -135,7 +144,9 @@ def export(detector, image, args):
 
 
 def check(detector, run_exported, image, what):
-    """The exported model against the eager one on `image` at each of CHECK_SCALES."""
+    """The exported model against the eager one on `image` at each of CHECK_SCALES, both at
+    the score threshold the detector has now."""
+    threshold = detector.model.roi_heads.box_predictor.test_score_thresh
     results = []
     for scale in CHECK_SCALES:
         x = rescaled(image, scale) if scale != 1.0 else image
@@ -143,11 +154,37 @@ def check(detector, run_exported, image, what):
             expected, actual = detector(x), run_exported(x)
         size = tuple(x.shape[1:])
         result = compare_detections(expected, actual, what=what, size=size)
-        results.append({"image_size": list(size), **result})
-        print(f"{what} vs eager on a {size[0]}x{size[1]} image: {result['detections']} "
-              f"detections, boxes within {result['max_box_difference_px']:.2g} px, scores "
-              f"within {result['max_score_difference']:.2g}")
+        results.append({"image_size": list(size), "score_threshold": threshold, **result})
+        print(f"{what} vs eager on a {size[0]}x{size[1]} image at score threshold "
+              f"{threshold:g}: {result['detections']} detections, boxes within "
+              f"{result['max_box_difference_px']:.2g} px, scores within "
+              f"{result['max_score_difference']:.2g}")
     return results
+
+
+def export_and_check(detector, image, args):
+    """Export into --output and check the file against the eager model. Where the model's
+    score threshold keeps no detection on the sample image, a copy exported with the threshold
+    lowered (`threshold_for_check`) is checked first, so that detections are compared; the
+    file written keeps the model's threshold. Returns the file's path, the checks, and
+    {"model": threshold, "checked_at": threshold}."""
+    what = f"{args.format} ({args.export_method})"
+    kept, checked_at = threshold_for_check(detector, image)
+    checks = []
+    if checked_at != kept:
+        print(f"the eager model keeps no detection on the sample image at its score threshold "
+              f"{kept:g}: the check compares a copy exported with the threshold at "
+              f"{checked_at:g}; {FILE_NAMES[args.format]} keeps {kept:g}")
+        with score_threshold(detector, checked_at), tempfile.TemporaryDirectory() as scratch:
+            _, run_copy = export(detector, image, args, scratch)
+            checks += check(detector, run_copy, image, f"{what} copy")
+    path, run_exported = export(detector, image, args, args.output)
+    try:
+        checks += check(detector, run_exported, image, what)
+    except ExportMismatchError as error:
+        error.path = path
+        raise
+    return path, checks, {"model": kept, "checked_at": checked_at}
 
 
 def main(argv=None):
@@ -163,12 +200,12 @@ def main(argv=None):
         detector = load_detector(run)
         os.makedirs(args.output, exist_ok=True)
         remove_old_record(args.output)
-        path, run_exported = export(detector, image, args)
-        what = f"{args.format} ({args.export_method})"
-        checks = check(detector, run_exported, image, what)
+        path, checks, thresholds = export_and_check(detector, image, args)
     except ExportMismatchError as error:
-        sys.exit(f"export_model: {error}; the exported file is at {path}, export.json was not "
-                 "written")
+        where = f"the exported file is at {error.path}" if error.path else "no file was written"
+        sys.exit(f"export_model: {error}; {where}, export.json was not written")
+    except NothingToCompareError as error:
+        sys.exit(f"export_model: {error}. Nothing was exported, export.json was not written")
     except (ValueError, KeyError, OSError, ImportError, ScriptingNotSupportedError) as error:
         sys.exit(f"export_model: {type(error).__name__}: {error}")
     write_json(os.path.join(args.output, RECORD), {
@@ -182,6 +219,7 @@ def main(argv=None):
                   "channel_order": run.input_format, "value_range": [0, 255],
                   "resize_before": test_resize(run)},
         "outputs": list(OUTPUT_NAMES),
+        "score_threshold": thresholds,
         "checks": checks,
     })
     print(f"wrote {path} and export.json")

@@ -10,14 +10,19 @@ demo/demo.py:
 `--config-file` is a shipped config's name, a YAML or LazyConfig file, or the OUTPUT_DIR of a
 training run (the config it ran with, and its model_final.pth or last checkpoint); `--opts` are
 KEY VALUE pairs for YAML configs and key=value for LazyConfigs. Class names come from the
-config's datasets, its DATASETS.USER included. `--input` takes files, folders and glob patterns; each image (any size,
-grayscale or colour, EXIF orientation applied) gives one picture, <name>.png in the `--output`
-folder, or the `--output` file itself for a single input.
+config's datasets, its DATASETS.USER included. `--input` takes files, folders and glob
+patterns; each image (grayscale or colour, EXIF orientation applied) gives one picture,
+<name>.png in the `--output` folder, or the `--output` file itself for a single input. Images
+are checked as training checks them (16-bit and float pixels are refused) and images over
+`--max-pixels` are refused from their header; a file that cannot be used is skipped, the others
+are predicted, and the run ends by listing the skipped files with a non-zero exit code.
 """
 import argparse
 import collections
 import os
 import sys
+
+from PIL import Image
 
 from resnet_backbone import inference, runs
 
@@ -33,6 +38,10 @@ def parse_args(argv=None):
                         help="folder for the pictures (a file name for a single input)")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="draw detections scoring at least this (default 0.5)")
+    parser.add_argument("--max-pixels", type=int, default=inference.DEFAULT_MAX_PIXELS,
+                        help="refuse larger images from their header, before decoding them "
+                        f"(default {inference.DEFAULT_MAX_PIXELS:,}; PIL's own decompression-"
+                        "bomb limit is raised to it when it is higher)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE config overrides, e.g. MODEL.DEVICE cpu")
     return parser.parse_args(argv)
@@ -51,14 +60,25 @@ def main(argv=None):
     outputs = inference.output_paths(inference.expand_inputs(args.input), args.output)
     predictor = inference.make_predictor(run)
     metadata = inference.class_metadata(run)
+    # PIL warns above Image.MAX_IMAGE_PIXELS and refuses twice that when it opens a file.
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, args.max_pixels)
+    refused = []
     for path, picture in outputs.items():
-        bgr = inference.read_bgr(path)
+        try:
+            bgr = inference.read_bgr(path, args.max_pixels)
+        except ValueError as error:  # names the file; the other images are still predicted
+            print(f"skipped {error}", file=sys.stderr)
+            refused.append(str(error))
+            continue
         instances = inference.predictions(predictor, bgr, args.confidence_threshold)
         rgb = inference.draw(bgr[:, :, ::-1], metadata,
                              lambda v: v.draw_instance_predictions(instances))
         os.makedirs(os.path.dirname(picture) or ".", exist_ok=True)
         inference.write_png(picture, rgb)
         print(f"{path} -> {picture}: {describe(instances, metadata.get('thing_classes'))}")
+    if refused:
+        sys.exit(f"predict: {len(refused)} of {len(outputs)} images were not predicted:\n  "
+                 + "\n  ".join(refused))
     return outputs
 
 

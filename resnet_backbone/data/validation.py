@@ -109,12 +109,14 @@ def _voc_evaluation_problems(dirname, split):
     return problems
 
 
-def _image_problem(record):
-    """Why the image of `record` cannot be used, from its header (size after the EXIF rotation
-    Detectron2's read_image applies, pixel mode), or None."""
-    path = record.get("file_name")
-    if not path or not os.path.isfile(path):
-        return f"{_entry(record)}: image file does not exist"
+class ImageProblem(ValueError):
+    """Why an image file cannot be used, without its name (callers prefix the file or entry)."""
+
+
+def read_image_header(path):
+    """(width, height) of the image at `path` as Detectron2's read_image gives it (after the
+    EXIF rotation it applies), from the header alone: nothing is decoded. ImageProblem when the
+    file is not a readable image or has pixels read_image gets wrong (16-bit or float modes)."""
     try:
         with Image.open(path) as im:
             (width, height), mode = im.size, im.mode
@@ -122,14 +124,26 @@ def _image_problem(record):
                 rotated = im.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8)
             except Exception:  # as Detectron2's read_image, which then does not rotate
                 rotated = False
-        if rotated:
-            width, height = height, width
     except Exception as e:
-        return f"{_entry(record)}: image is not readable ({type(e).__name__}: {e})"
+        raise ImageProblem(f"image is not readable ({type(e).__name__}: {e})") from e
     if mode in _HIGH_BIT_DEPTH_MODES:
-        return (f"{_entry(record)}: image has {mode!r} pixels (16-bit or float); Detectron2 "
-                "reads these as 255 everywhere. Convert it to 8 bits per channel (e.g. "
-                "Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)) for 16-bit)")
+        raise ImageProblem(
+            f"image has {mode!r} pixels (16-bit or float); Detectron2 reads these as 255 "
+            "everywhere. Convert it to 8 bits per channel (e.g. "
+            "Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)) for 16-bit)")
+    return (height, width) if rotated else (width, height)
+
+
+def _image_problem(record):
+    """Why the image of `record` cannot be used, from its header (`read_image_header`; its
+    size against the annotation's), or None."""
+    path = record.get("file_name")
+    if not path or not os.path.isfile(path):
+        return f"{_entry(record)}: image file does not exist"
+    try:
+        width, height = read_image_header(path)
+    except ImageProblem as problem:
+        return f"{_entry(record)}: {problem}"
     expected = (record.get("width"), record.get("height"))
     if None not in expected and (width, height) != tuple(expected):
         return (f"{_entry(record)}: image is {width}x{height} but its annotation says "

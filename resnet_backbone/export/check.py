@@ -3,7 +3,11 @@
 Detections are compared as sets, not row by row: detections with equal scores (common with
 untrained weights, where many RoIs get the same uniform class distribution) come out of the
 final sort in an order that may differ between eager PyTorch, TorchScript and onnxruntime.
+A check needs detections to compare: `threshold_for_check` lowers the score threshold for it
+where the model's own keeps none on the image, and refuses an image without any.
 """
+import contextlib
+
 import torch
 
 # Defaults of `compare_detections`: float rounding, far below anything visible. Measured with
@@ -15,6 +19,50 @@ SCORE_TOLERANCE = 1e-4
 
 class ExportMismatchError(AssertionError):
     """An exported model's detections differ from the eager model's."""
+
+    path = None  # the file that was checked, where the caller keeps it
+
+
+class NothingToCompareError(ValueError):
+    """The eager model detects nothing on the check's image, even with no score threshold: a
+    comparison of its detections would compare nothing."""
+
+
+# The score threshold a check runs at when the model's own keeps no detection on the image.
+LOWERED_SCORE_THRESHOLD = 0.0
+
+
+@contextlib.contextmanager
+def score_threshold(detector, value):
+    """`detector` (an ExportableDetector) with its box predictor's test_score_thresh (Detectron2's
+    FastRCNNOutputLayers: MODEL.ROI_HEADS.SCORE_THRESH_TEST) set to `value` inside the block;
+    yields the threshold it had."""
+    predictor = detector.model.roi_heads.box_predictor
+    kept = predictor.test_score_thresh
+    predictor.test_score_thresh = value
+    try:
+        yield kept
+    finally:
+        predictor.test_score_thresh = kept
+
+
+def threshold_for_check(detector, image):
+    """(the model's score threshold, the one a check on `image` runs at): its own when the eager
+    model keeps some detection on `image` at it, else LOWERED_SCORE_THRESHOLD; raises
+    NothingToCompareError when it detects nothing even then."""
+    with torch.no_grad():
+        kept = detector.model.roi_heads.box_predictor.test_score_thresh
+        if len(detector(image)[0]):
+            return kept, kept
+        with score_threshold(detector, LOWERED_SCORE_THRESHOLD):
+            if len(detector(image)[0]):
+                return kept, LOWERED_SCORE_THRESHOLD
+    raise NothingToCompareError(
+        f"the eager model detects nothing on the {image.shape[1]}x{image.shape[2]} sample image, "
+        f"at its score threshold {kept:g} nor at {LOWERED_SCORE_THRESHOLD:g}, so the check "
+        "would compare nothing (an untrained model, or weights that do not fit); pass a "
+        "--sample-image the model detects objects in"
+    )
 
 
 def compare_detections(expected, actual, *, what="exported model", size=None,
