@@ -130,11 +130,16 @@ def draw(rgb, metadata, paint, *, scale=1.0, title=None):
     return visualizer.output.get_image()
 
 
-def write_png(path, rgb):
-    """Write an RGB array as a PNG, atomically; returns the path."""
-    png = io.BytesIO()
-    Image.fromarray(rgb).save(png, format="png")
-    return atomic_write(path, lambda f: f.write(png.getvalue()))
+def write_image(path, rgb):
+    """Write an RGB array atomically in the format its extension names (PIL's); returns the
+    path."""
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None:
+        raise ValueError(f"{path}: no image format has the extension {extension!r}")
+    encoded = io.BytesIO()
+    Image.fromarray(rgb).save(encoded, format=image_format)
+    return atomic_write(path, lambda f: f.write(encoded.getvalue()))
 
 
 def expand_inputs(inputs):
@@ -159,13 +164,14 @@ def expand_inputs(inputs):
 
 
 def output_paths(inputs, output):
-    """{input: picture path}: `output` is the picture's file name for a single input given with
-    an image extension, else a folder receiving <input name>.png for each input."""
+    """{input: picture path}, as Detectron2's demo names them: `output` is the picture's file
+    name for a single input given with an image extension, else a folder receiving each input's
+    picture under the input's own file name."""
     if len(inputs) == 1 and output.lower().endswith(IMAGE_EXTENSIONS) and not os.path.isdir(output):
         return {inputs[0]: output}
     names = {}
     for path in inputs:
-        names.setdefault(os.path.splitext(os.path.basename(path))[0] + ".png", []).append(path)
+        names.setdefault(os.path.basename(path), []).append(path)
     clashes = {name: paths for name, paths in names.items() if len(paths) > 1}
     if clashes:
         name, paths = next(iter(clashes.items()))

@@ -71,7 +71,7 @@ def test_a_folder_with_bad_files_predicts_every_good_one_and_lists_the_bad(run, 
         predict.main(["--config-file", str(run), "--input", str(photos), "--output", str(out),
                       "--max-pixels", "10000", "--opts", "MODEL.DEVICE", "cpu"])
     assert exited.value.code not in (0, None)
-    assert sorted(p.name for p in out.iterdir()) == ["f_good.png", "g_gray.png", "z_last.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["f_good.jpg", "g_gray.png", "z_last.jpg"]
     listing = str(exited.value.code)
     assert listing.startswith("predict: 5 of 8 images were not predicted")
     for name, reason in bad.items():

@@ -40,7 +40,7 @@ def draw_detections(run_dir, out_dir, *, dataset=None, num_images=4, score_thres
                            scale=scale, title=f"predictions (score >= {score_threshold})"),
         ], axis=1)
         name = os.path.splitext(os.path.basename(record["file_name"]))[0]
-        paths.append(inference.write_png(os.path.join(out_dir, f"{name}.png"), picture))
+        paths.append(inference.write_image(os.path.join(out_dir, f"{name}.png"), picture))
     return paths
 
 

@@ -11,8 +11,9 @@ demo/demo.py:
 training run (the config it ran with, and its model_final.pth or last checkpoint); `--opts` are
 KEY VALUE pairs for YAML configs and key=value for LazyConfigs. Class names come from the
 config's datasets, its DATASETS.USER included. `--input` takes files, folders and glob
-patterns; each image (grayscale or colour, EXIF orientation applied) gives one picture,
-<name>.png in the `--output` folder, or the `--output` file itself for a single input. Images
+patterns; each image (grayscale or colour, EXIF orientation applied) gives one picture under
+its own file name in the `--output` folder (default predictions/), or the `--output` file itself
+for a single input, and Detectron2's line "PATH: detected N instances in T s". Images
 are checked as training checks them (16-bit and float pixels are refused) and images over
 `--max-pixels` are refused from their header; a file that cannot be used is skipped, the others
 are predicted, and the run ends by listing the skipped files with a non-zero exit code.
@@ -21,10 +22,15 @@ import argparse
 import collections
 import os
 import sys
+import time
 
 from PIL import Image
 
 from resnet_backbone import inference, runs
+
+
+# Where the pictures go without --output (Detectron2's demo shows them in a window instead).
+DEFAULT_OUTPUT = "predictions"
 
 
 def parse_args(argv=None):
@@ -34,8 +40,9 @@ def parse_args(argv=None):
                         "OUTPUT_DIR of a training run")
     parser.add_argument("--input", nargs="+", required=True,
                         help="image files, folders or glob patterns (quote them)")
-    parser.add_argument("--output", required=True,
-                        help="folder for the pictures (a file name for a single input)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
+                        help="folder for the pictures, each under its input's file name (a file "
+                        f"name for a single input); default {DEFAULT_OUTPUT}/")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="draw detections scoring at least this (default 0.5)")
     parser.add_argument("--max-pixels", type=int, default=inference.DEFAULT_MAX_PIXELS,
@@ -47,11 +54,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def describe(instances, class_names):
+def describe(path, instances, seconds, class_names):
+    """Detectron2's demo line ("PATH: detected N instances in T s") and the classes found."""
     counts = collections.Counter(
         class_names[c] if class_names else str(c) for c in instances.pred_classes.tolist())
     listed = ", ".join(f"{name} {count}" for name, count in counts.most_common())
-    return f"{len(instances)} detections" + (f" ({listed})" if listed else "")
+    return (f"{path}: detected {len(instances)} instances in {seconds:.2f}s"
+            + (f" ({listed})" if listed else ""))
 
 
 def main(argv=None):
@@ -70,12 +79,14 @@ def main(argv=None):
             print(f"skipped {error}", file=sys.stderr)
             refused.append(str(error))
             continue
+        start = time.perf_counter()
         instances = inference.predictions(predictor, bgr, args.confidence_threshold)
+        seconds = time.perf_counter() - start
         rgb = inference.draw(bgr[:, :, ::-1], metadata,
                              lambda v: v.draw_instance_predictions(instances))
         os.makedirs(os.path.dirname(picture) or ".", exist_ok=True)
-        inference.write_png(picture, rgb)
-        print(f"{path} -> {picture}: {describe(instances, metadata.get('thing_classes'))}")
+        inference.write_image(picture, rgb)
+        print(f"{describe(path, instances, seconds, metadata.get('thing_classes'))} -> {picture}")
     if refused:
         sys.exit(f"predict: {len(refused)} of {len(outputs)} images were not predicted:\n  "
                  + "\n  ".join(refused))
