@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from detectron2.evaluation import inference_on_dataset
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_backbone, build_model
 from torch import nn
 
 from conftest import fast_subset
 from resnet_backbone import model_zoo
+from resnet_backbone.data.evaluation import build_evaluator
 from resnet_backbone.export import (
     ExportMismatchError,
     OUTPUT_NAMES,
@@ -335,6 +337,32 @@ def test_export_model_takes_detectron2_style_opts(sample_image, tmp_path):
         "--sample-image", str(sample_image), "--opts", *SMALL, *overrides,
     ])
     assert json.loads((tmp_path / "export.json").read_text())["opts"] == [*SMALL, *overrides]
+
+
+@pytest.mark.slow  # exports, then evaluates the file and the eager model on the test set
+def test_run_eval_evaluates_the_exported_file_as_the_eager_model(sample_image, tmp_path,
+                                                                  datasets_dir, monkeypatch):
+    """--run-eval (Detectron2's flag): the exported file over DATASETS.TEST[0] with training's
+    evaluator scores what the eager model with the same weights scores."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(datasets_dir))
+    name, overrides = DESIGNS["C4"]
+    options = [*overrides, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+    cfg = small_config(name, options)
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    out = tmp_path / "exported"
+    export_model.main(["--config-file", model_zoo.get_config_file(name), "--output", str(out),
+                       "--sample-image", str(sample_image), "--run-eval", *SMALL, *options,
+                       "MODEL.WEIGHTS", str(weights)])
+    exported = json.loads((out / "export.json").read_text())["evaluation"]
+    run = YamlModelRun(cfg)
+    name_of_test_set = run.test_datasets[0]
+    eager = inference_on_dataset(model, run.test_loader(name_of_test_set),
+                                 build_evaluator(None, name_of_test_set, str(tmp_path / "eager")))
+    assert exported["bbox"]["AP50"] == pytest.approx(eager["bbox"]["AP50"], abs=1e-6)
+    assert exported["bbox"]["AP"] == pytest.approx(eager["bbox"]["AP"], abs=1e-6)
 
 
 def run_failing(capsys, *args):

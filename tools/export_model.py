@@ -40,11 +40,15 @@ except ImportError:  # run from a source checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
+from detectron2.modeling.postprocessing import detector_postprocess  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
 
 # Tracing warns at every Python branch on a tensor; what they warn of (a trace valid for this
 # input only) is what the comparison at two input sizes checks.
 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 
+from resnet_backbone.data.evaluation import build_evaluator  # noqa: E402
 from resnet_backbone.export import (  # noqa: E402
     OUTPUT_NAMES,
     ExportMismatchError,
@@ -88,6 +92,9 @@ def parse_args(argv=None):
                         help="folder for the exported model and export.json")
     parser.add_argument("--sample-image", metavar="IMAGE",
                         help="image to trace and check on (default: the first of DATASETS.TEST[0])")
+    parser.add_argument("--run-eval", action="store_true",
+                        help="evaluate the exported file on the config's first test set (as "
+                        "Detectron2's export_model.py); results printed and in export.json")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides: KEY VALUE ...")
     parser.add_argument("--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[],
@@ -184,7 +191,42 @@ def export_and_check(detector, image, args):
     except ExportMismatchError as error:
         error.path = path
         raise
-    return path, checks, {"model": kept, "checked_at": checked_at}
+    return path, run_exported, checks, {"model": kept, "checked_at": checked_at}
+
+
+class ExportedDetector(torch.nn.Module):
+    """The exported file as a Detectron2 model on a test loader's batches: each image (already
+    resized by the loader, in the model's pixel order) through the file, boxes rescaled to the
+    original image as the eager model's postprocessing does."""
+
+    def __init__(self, run_exported, device):
+        super().__init__()
+        self.run_exported, self.device = run_exported, device
+
+    def forward(self, batched_inputs):
+        outputs = []
+        for item in batched_inputs:
+            image = item["image"].to(self.device).float()
+            boxes, scores, classes = self.run_exported(image)[:3]
+            found = Instances(tuple(image.shape[1:]), pred_boxes=Boxes(torch.as_tensor(boxes)),
+                              scores=torch.as_tensor(scores),
+                              pred_classes=torch.as_tensor(classes).long())
+            outputs.append({"instances": detector_postprocess(found, item["height"],
+                                                              item["width"])})
+        return outputs
+
+
+def evaluate_exported(run, run_exported, output):
+    """Detectron2's `--run-eval`: the exported file on the run's first test set, evaluated by
+    the evaluator training uses; results printed as Detectron2 prints them, and returned."""
+    if not run.test_datasets:
+        raise ValueError(f"--run-eval: {run.test_datasets_key} is empty")
+    name = run.test_datasets[0]
+    evaluator = build_evaluator(None, name, os.path.join(output, "inference", name))
+    results = inference_on_dataset(ExportedDetector(run_exported, run.device),
+                                   run.test_loader(name), evaluator)
+    print_csv_format(results)
+    return results
 
 
 def main(argv=None):
@@ -200,7 +242,8 @@ def main(argv=None):
         detector = load_detector(run)
         os.makedirs(args.output, exist_ok=True)
         remove_old_record(args.output)
-        path, checks, thresholds = export_and_check(detector, image, args)
+        path, run_exported, checks, thresholds = export_and_check(detector, image, args)
+        evaluation = evaluate_exported(run, run_exported, args.output) if args.run_eval else None
     except ExportMismatchError as error:
         where = f"the exported file is at {error.path}" if error.path else "no file was written"
         sys.exit(f"export_model: {error}; {where}, export.json was not written")
@@ -221,6 +264,7 @@ def main(argv=None):
         "outputs": list(OUTPUT_NAMES),
         "score_threshold": thresholds,
         "checks": checks,
+        **({"evaluation": evaluation} if args.run_eval else {}),
     })
     print(f"wrote {path} and export.json")
     return path
