@@ -67,10 +67,12 @@ setup(
     # which registers every builder below into Detectron2's registries.
     entry_points={
         "detectron2.backbones": [
-            "build_paper_resnet_backbone = resnet_backbone.resnet:build_paper_resnet_backbone",
-            "build_paper_resnet_fpn_backbone = resnet_backbone.fpn:build_paper_resnet_fpn_backbone",
-            "build_vgg16_backbone = resnet_backbone.vgg:build_vgg16_backbone",
-            "build_vgg16_fpn_backbone = resnet_backbone.fpn:build_vgg16_fpn_backbone",
+            "build_paper_resnet_backbone = "
+            "resnet_backbone.modeling.resnet:build_paper_resnet_backbone",
+            "build_paper_resnet_fpn_backbone = "
+            "resnet_backbone.modeling.fpn:build_paper_resnet_fpn_backbone",
+            "build_vgg16_backbone = resnet_backbone.modeling.vgg:build_vgg16_backbone",
+            "build_vgg16_fpn_backbone = resnet_backbone.modeling.fpn:build_vgg16_fpn_backbone",
         ],
     },
 )

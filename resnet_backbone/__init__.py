@@ -12,16 +12,18 @@ The LazyConfig targets (`make_resnet`, `make_res5`, `make_vgg16`, `make_fpn`,
 `stage_out_channels`, `VGG16BoxHead`, `build_evaluator`) are exported here under stable names: a
 saved lazy config names its callables by these, so a run folder loads even if modules move.
 """
-from . import data, fc_box_head, fpn, imagenet, model_zoo, roi_heads  # noqa: F401
+from . import data, model_zoo  # noqa: F401
 from .config import add_resnet_backbone_config
 from .data.evaluation import build_evaluator
-from .fc_box_head import VGG16BoxHead
-from .fpn import make_fpn
-from .resnet import (DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet,
+from .modeling import fc_box_head, fpn, roi_heads
+from .modeling.fc_box_head import VGG16BoxHead
+from .modeling.fpn import make_fpn
+from .modeling.resnet import (DEPTH_TABLE, ResNet, build_paper_resnet_backbone, make_resnet,
                      stage_out_channels)
-from .roi_heads import PaperRes5ROIHeads, make_res5, make_res5_head
+from .modeling.roi_heads import PaperRes5ROIHeads, make_res5, make_res5_head
+from .modeling.vgg import VGG16, build_vgg16_backbone, make_vgg16
 from .version import __version__
-from .vgg import VGG16, build_vgg16_backbone, make_vgg16
+from .weights import imagenet
 
 __all__ = [
     "DEPTH_TABLE",

@@ -73,7 +73,7 @@ def add_resnet_backbone_config(cfg):
     # config in every process by tools/train_net.py (format: resnet_backbone/data/custom.py).
     cfg.DATASETS.USER = CN(new_allowed=True)
 
-    # Divergence and recovery (resnet_backbone/engine.py). A run stops as soon as training
+    # Divergence and recovery (resnet_backbone/engine/trainer.py). A run stops as soon as training
     # looks diverged, before that iteration's checkpoint is written, and points
     # OUTPUT_DIR/last_checkpoint at the newest checkpoint from before the divergence.
     cfg.RESNET_BACKBONE_SOLVER = CN()
@@ -101,7 +101,7 @@ def add_resnet_backbone_config(cfg):
     # short runs, raise it to log less on long ones.
     cfg.RESNET_BACKBONE_SOLVER.WRITE_PERIOD = 20
 
-    # The fast path (resnet_backbone/fast_path.py): switches that keep the model and its
+    # The fast path (resnet_backbone/modeling/fast_path.py): switches that keep the model and its
     # checkpoints as they are; configs/Base-FastPath.yaml turns them on.
     cfg.MODEL.FAST_PATH = CN()
     # Apply FrozenBN (and, in eval mode, BN) through the preceding convolution's weight and

@@ -16,13 +16,18 @@ from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
 from omegaconf import OmegaConf
 
-from . import config_files, lazy
-from .checkpoint import ResNetBackboneCheckpointer, check_weights_fit, check_weights_match_config
+from . import config_files
 from .config import add_resnet_backbone_config
-from .description import lazy_naming
-from .fast_path import apply_fast_path
-from .launch import load_config
-from .weights import pixel_format_of
+from .engine import lazy
+from .engine.launch import load_config
+from .modeling.description import lazy_naming
+from .modeling.fast_path import apply_fast_path
+from .weights.checkpoint import (
+    ResNetBackboneCheckpointer,
+    check_weights_fit,
+    check_weights_match_config,
+)
+from .weights.published import pixel_format_of
 
 
 class YamlModelRun:

@@ -59,8 +59,8 @@ def test_weights_of_another_architecture_are_refused(refused, tmp_path):
     import torch
     import torchvision
 
-    from resnet_backbone.checkpoint import make_metadata, save_converted
-    from resnet_backbone.convert import convert_torchvision_resnet
+    from resnet_backbone.weights.checkpoint import make_metadata, save_converted
+    from resnet_backbone.weights.convert import convert_torchvision_resnet
 
     torch.manual_seed(0)
     weights = tmp_path / "r34_torchvision.pth"
@@ -103,9 +103,9 @@ def test_own_checkpoint_of_another_network_is_refused_naming_both(refused, shipp
                                                                   tmp_path):
     import torch
 
-    from resnet_backbone.engine import AtomicCheckpointer
+    from resnet_backbone.engine.trainer import AtomicCheckpointer
 
-    from resnet_backbone.resnet import make_resnet
+    from resnet_backbone.modeling.resnet import make_resnet
 
     # A run's checkpoint records the network it holds: a ResNet-50 (up to res4, as the C4
     # detector's backbone) fed the config's pixels.

@@ -14,8 +14,8 @@ import torch
 import torchvision
 
 from conftest import save_hub_named
-from resnet_backbone import safe_load
-from resnet_backbone.checkpoint import (
+from resnet_backbone.weights import safe_load
+from resnet_backbone.weights.checkpoint import (
     ResNetBackboneCheckpointer,
     check_weights_match_config,
     convert_file,
@@ -23,9 +23,9 @@ from resnet_backbone.checkpoint import (
     save_converted,
 )
 from resnet_backbone.fields import FIELDS
-from resnet_backbone.metadata import make_metadata
-from resnet_backbone.resnet import make_resnet
-from resnet_backbone.safe_load import (
+from resnet_backbone.weights.metadata import make_metadata
+from resnet_backbone.modeling.resnet import make_resnet
+from resnet_backbone.weights.safe_load import (
     HashMismatchError,
     MetadataError,
     OversizedCheckpointError,
@@ -205,7 +205,7 @@ def test_metadata_that_is_no_record_names_file(tmp_path, entry, says):
 
 
 def test_metadata_this_package_writes_passes_the_check(tmp_path):
-    from resnet_backbone import checkpoint
+    from resnet_backbone.weights import checkpoint
 
     assert {field.name for field in FIELDS} <= set(checkpoint._METADATA_TYPES)
     state = make_resnet(18, stride_in_1x1=False, out_features=["res5"]).state_dict()

@@ -7,8 +7,8 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from conftest import fast_subset
-from resnet_backbone.resnet import DEPTH_TABLE, make_resnet
-from resnet_backbone.roi_heads import make_res5_head
+from resnet_backbone.modeling.resnet import DEPTH_TABLE, make_resnet
+from resnet_backbone.modeling.roi_heads import make_res5_head
 
 # The shipped C4 detector of each depth (Table 7's rows and their siblings).
 C4_CONFIGS = {depth: f"PascalVOC-Detection/resnet{depth}_c4_voc0712.yaml"

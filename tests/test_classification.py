@@ -13,7 +13,7 @@ from resnet_backbone.classification import ClassificationEvaluator
 from resnet_backbone.classification.cifar import make_cifar_resnet
 from resnet_backbone.classification.data import ClassificationMapper
 from resnet_backbone.classification.views import resize_shorter_side, ten_crops
-from resnet_backbone.convert import convert_torchvision_resnet
+from resnet_backbone.weights.convert import convert_torchvision_resnet
 
 
 RESNET18 = "ImageNet-Classification/resnet18.yaml"
@@ -440,7 +440,7 @@ def test_fast_path_switches_apply_to_the_classifier_with_the_same_scores(classif
     """ClassificationTrainer builds through the engine's Trainer.build_model, so the detection
     fast path (folded BN at inference, channels_last) reaches the classifier too."""
     from resnet_backbone.classification.trainer import ClassificationTrainer
-    from resnet_backbone.fast_path import FoldedNormConv2d
+    from resnet_backbone.modeling.fast_path import FoldedNormConv2d
 
     overrides = {"MODEL.CLASSIFIER.TEST_MODE": "center", "MODEL.CLASSIFIER.TEST_RESIZE": 40,
                  "MODEL.CLASSIFIER.TEST_CROP": 32}

@@ -11,9 +11,9 @@ from torch import nn
 from conftest import fast_subset
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
-from resnet_backbone import convert
-from resnet_backbone.checkpoint import convert_file, read_checkpoint, read_metadata
-from resnet_backbone.resnet import make_resnet
+from resnet_backbone.weights import convert
+from resnet_backbone.weights.checkpoint import convert_file, read_checkpoint, read_metadata
+from resnet_backbone.modeling.resnet import make_resnet
 
 DEPTHS = (18, 34, 50, 101, 152)
 STAGE_OUTPUTS = ["res2", "res3", "res4", "res5"]
@@ -381,7 +381,7 @@ def write_converted_vgg16(tmp_path, features, generator):
 
 
 def test_converted_torchvision_vgg16_matches_torchvision_conv5_3(tmp_path):
-    vgg = pytest.importorskip("resnet_backbone.vgg")
+    vgg = pytest.importorskip("resnet_backbone.modeling.vgg")
     generator = torch.Generator().manual_seed(16)
     features = torchvision_vgg16_features(generator).eval()
     converted_path, _ = write_converted_vgg16(tmp_path, features, generator)
@@ -400,8 +400,8 @@ def test_converted_torchvision_vgg16_matches_torchvision_conv5_3(tmp_path):
 def test_converted_vgg16_fc6_fc7_land_in_the_box_head(tmp_path):
     """fc6/fc7 reach `roi_heads.box_head` by Detectron2's suffix matching and compute what
     torchvision's classifier computes on the same pooled 512x7x7 RoIs (C, H, W flattening)."""
-    box_head_module = pytest.importorskip("resnet_backbone.fc_box_head")
-    vgg = pytest.importorskip("resnet_backbone.vgg")
+    box_head_module = pytest.importorskip("resnet_backbone.modeling.fc_box_head")
+    vgg = pytest.importorskip("resnet_backbone.modeling.vgg")
     generator = torch.Generator().manual_seed(7)
     features = torchvision_vgg16_features(generator)
     converted_path, state = write_converted_vgg16(tmp_path, features, generator)

@@ -8,8 +8,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image, ImageDraw
 
 from resnet_backbone.data.custom import check_user_datasets, register_user_datasets
-from resnet_backbone.engine import FINAL_METRICS, Trainer
-from resnet_backbone.startup import check_evaluators
+from resnet_backbone.engine.trainer import FINAL_METRICS, Trainer
+from resnet_backbone.engine.startup import check_evaluators
 
 CLASSES = ("apple", "pear")
 SIZES = [(96, 80), (80, 96), (96, 96), (88, 72), (72, 88), (96, 64)]

@@ -11,24 +11,24 @@ from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_backbone, build_model
 
-from resnet_backbone import description
-from resnet_backbone.checkpoint import (
+from resnet_backbone.modeling import description
+from resnet_backbone.weights.checkpoint import (
     WeightsConfigMismatchError,
     check_weights_fit,
     make_metadata,
     read_metadata,
     save_converted,
 )
-from resnet_backbone.description import YACS, describe, describe_res5, lazy_naming
-from resnet_backbone.engine import AtomicCheckpointer, Trainer
+from resnet_backbone.modeling.description import YACS, describe, describe_res5, lazy_naming
+from resnet_backbone.engine.trainer import AtomicCheckpointer, Trainer
 from resnet_backbone.fields import FIELDS
-from resnet_backbone.fpn import make_fpn
-from resnet_backbone.metadata import metadata_of_model, required_config
-from resnet_backbone.resnet import DEPTH_TABLE, BottleneckBlock, make_resnet
-from resnet_backbone.roi_heads import check_head_fits, make_res5
-from resnet_backbone.startup import check_detection_run, model_skeleton
-from resnet_backbone.vgg import make_vgg16
-from resnet_backbone.weights import pixel_format_of
+from resnet_backbone.modeling.fpn import make_fpn
+from resnet_backbone.weights.metadata import metadata_of_model, required_config
+from resnet_backbone.modeling.resnet import DEPTH_TABLE, BottleneckBlock, make_resnet
+from resnet_backbone.modeling.roi_heads import check_head_fits, make_res5
+from resnet_backbone.engine.startup import check_detection_run, model_skeleton
+from resnet_backbone.modeling.vgg import make_vgg16
+from resnet_backbone.weights.published import pixel_format_of
 
 DEMO = "Demo/resnet18_c4_synthetic.yaml"
 TORCHVISION_PIXELS = ("RGB", [123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
@@ -196,7 +196,7 @@ def test_weights_check_names_lazy_fields_for_a_lazy_route(tmp_path, fpn):
 
 
 def test_checkpointer_checks_against_the_model_it_loads_into_without_a_config(tmp_path):
-    from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
+    from resnet_backbone.weights.checkpoint import ResNetBackboneCheckpointer
 
     weights = torchvision_r50(tmp_path)
     model = Skeleton(make_resnet(50, out_features=["res4"]))  # stride in the 1x1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_backbone.data.stream import ResumableBatchSampler
+from resnet_backbone.engine.stream import ResumableBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_ITER, IMS_PER_BATCH = 4, 4
@@ -22,7 +22,7 @@ TWO_PROCESSES = (
     "DATALOADER.ASPECT_RATIO_GROUPING", "False", "SEED", "5",
 )
 
-# Runs tools/train_net.py's main() under resnet_backbone.distributed.run, recording in every
+# Runs tools/train_net.py's main() under resnet_backbone.engine.distributed.run, recording in every
 # rank the stream positions and image ids it consumed and its final weights.
 DRIVER = textwrap.dedent("""
     import json, os, sys
@@ -31,8 +31,8 @@ DRIVER = textwrap.dedent("""
     import train_net
     from detectron2.engine import default_argument_parser
     from detectron2.utils import comm
-    from resnet_backbone import distributed, engine
-    from resnet_backbone.data import stream
+    from resnet_backbone.engine import distributed, trainer as engine
+    from resnet_backbone.engine import stream
 
     OUT = os.environ["RECORD_DIR"]
     seen = []
@@ -184,7 +184,7 @@ def test_ddp_of_a_cpu_model_with_upstream_detectron2(monkeypatch, tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from resnet_backbone import distributed
+    from resnet_backbone.engine import distributed
 
     def upstream_create_ddp_model(model, *, fp16_compression=False, **kwargs):
         if "device_ids" not in kwargs:
@@ -204,7 +204,7 @@ def test_ddp_of_a_cpu_model_with_upstream_detectron2(monkeypatch, tmp_path):
 
 
 def test_port_of_an_ended_run_in_time_wait_is_free():
-    from resnet_backbone.distributed import check_port_free
+    from resnet_backbone.engine.distributed import check_port_free
 
     with socket.socket() as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

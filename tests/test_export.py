@@ -37,9 +37,9 @@ from resnet_backbone.export import (
     trace_detector,
 )
 from resnet_backbone.export.detector import as_batchnorm
-from resnet_backbone.resnet import make_resnet
+from resnet_backbone.modeling.resnet import make_resnet
 from resnet_backbone.runs import YamlModelRun
-from resnet_backbone.vgg import make_vgg16
+from resnet_backbone.modeling.vgg import make_vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

@@ -15,8 +15,8 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from resnet_backbone.engine import Trainer
-from resnet_backbone.fast_path import FoldedNormConv2d, apply_fast_path, fold_batchnorm
+from resnet_backbone.engine.trainer import Trainer
+from resnet_backbone.modeling.fast_path import FoldedNormConv2d, apply_fast_path, fold_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

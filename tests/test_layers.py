@@ -78,7 +78,8 @@ def test_imports_between_the_packages_modules_form_no_cycle():
     for name in sorted(graph):
         if name not in done:
             visit(name)
-    assert len(graph) > 40 and graph["resnet_backbone.engine"] >= {"resnet_backbone.hooks"}
+    assert len(graph) > 40
+    assert graph["resnet_backbone.engine.trainer"] >= {"resnet_backbone.engine.hooks"}
 
 
 def test_importing_the_package_registers_no_classifier_and_detection_configs_lack_its_keys(
@@ -87,3 +88,31 @@ def test_importing_the_package_registers_no_classifier_and_detection_configs_lac
     assert fresh_import["classification_modules"] == []
     assert fresh_import["image_classifier_registered"] is False
     assert fresh_import["classifier_keys_in_detection_config"] == [False, False]
+
+
+# The package's layers, lowest first: a module imports only from its own layer or those below
+# (a folder or a top-level module is one unit; "" is resnet_backbone/__init__.py).
+LAYERS = (
+    ("version", "files", "fields", "config"),
+    ("modeling",),
+    ("weights", "data", "export"),
+    ("config_files", "model_zoo", "inference"),
+    ("engine",),
+    ("runs", "classification"),
+    ("",),
+)
+
+
+def _unit(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_imports_run_down_the_layers():
+    rank = {unit: index for index, units in enumerate(LAYERS) for unit in units}
+    units = {_unit(name) for name in MODULES}
+    assert units <= set(rank), f"place {sorted(units - set(rank))} in LAYERS"
+    for name, path in MODULES.items():
+        for imported in _imported_modules(name, path):
+            assert rank[_unit(name)] >= rank[_unit(imported)], (
+                f"{name} imports {imported}, a layer above it (tests/test_layers.py LAYERS)")

@@ -1,4 +1,4 @@
-"""LazyConfig twins of the YAML configs (configs/**/*.py, resnet_backbone/lazy.py): the same
+"""LazyConfig twins of the YAML configs (configs/**/*.py, resnet_backbone/engine/lazy.py): the same
 network (parameter names, shapes, outputs on the same weights), the same run settings, and
 training / resuming through tools/lazyconfig_train_net.py."""
 import json
@@ -12,9 +12,9 @@ from detectron2.modeling.backbone import BottleneckBlock
 from omegaconf import OmegaConf
 
 from conftest import fast_subset
-from resnet_backbone import lazy
-from resnet_backbone.description import describe
-from resnet_backbone.startup import model_skeleton
+from resnet_backbone.engine import lazy
+from resnet_backbone.modeling.description import describe
+from resnet_backbone.engine.startup import model_skeleton
 from resnet_backbone.model_zoo import config_root, get_config
 
 TABLE_ROWS = [f"{task}/{net}_{data}" for net in ("vgg16", "resnet101_c4")

@@ -94,7 +94,7 @@ def test_a_config_file_with_weights_and_a_single_output_file(fruit_run, tmp_path
 
 
 def test_the_configs_fast_path_applies_and_predicts_what_the_default_model_does(fruit_run):
-    from resnet_backbone.fast_path import FoldedNormConv2d
+    from resnet_backbone.modeling.fast_path import FoldedNormConv2d
 
     image = torch.randint(0, 256, (70, 50, 3), dtype=torch.uint8).numpy()
     found = {}

@@ -14,8 +14,11 @@ from detectron2.modeling import build_model
 
 from conftest import REPO
 from resnet_backbone import model_zoo
-from resnet_backbone.checkpoint import WeightsConfigMismatchError, check_weights_match_config
-from resnet_backbone.engine import FINAL_METRICS
+from resnet_backbone.weights.checkpoint import (
+    WeightsConfigMismatchError,
+    check_weights_match_config,
+)
+from resnet_backbone.engine.trainer import FINAL_METRICS
 
 pytestmark = pytest.mark.slow
 

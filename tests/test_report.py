@@ -8,12 +8,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from resnet_backbone.engine import FINAL_METRICS
-from resnet_backbone.paper import CLASSIFICATION_RESULTS, DETECTION_RESULTS
+from resnet_backbone.engine.trainer import FINAL_METRICS
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
 import report  # noqa: E402  (tools/report.py)
+from paper_results import CLASSIFICATION_RESULTS, DETECTION_RESULTS  # noqa: E402
 
 
 def fake_run(root, name, backbone, depth, metrics, residual=True):

@@ -7,7 +7,7 @@ from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone
 
 from conftest import fast_subset
-from resnet_backbone.resnet import (
+from resnet_backbone.modeling.resnet import (
     DEPTH_TABLE,
     BasicBlock,
     ZeroPadShortcut,

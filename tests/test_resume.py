@@ -135,7 +135,7 @@ def test_diverged_run_recovers_by_following_the_message(train_net, six, tmp_path
 
 
 def _checkpointer(directory, model):
-    from resnet_backbone.engine import AtomicCheckpointer
+    from resnet_backbone.engine.trainer import AtomicCheckpointer
 
     return AtomicCheckpointer(model, str(directory))
 
@@ -164,7 +164,7 @@ class _Guarded:
     def __init__(self, **factors):
         from detectron2.utils.events import EventStorage
 
-        from resnet_backbone.hooks import StopHook
+        from resnet_backbone.engine.hooks import StopHook
 
         self.model = torch.nn.Linear(4, 4)
         self.storage = EventStorage()
@@ -185,7 +185,7 @@ class _Guarded:
 
 
 def test_a_loss_spike_stops_training_but_fluctuations_do_not():
-    from resnet_backbone.hooks import TrainingDiverged
+    from resnet_backbone.engine.hooks import TrainingDiverged
 
     run = _Guarded()
     for loss in (5.0, 7.0, 30.0, 3.0, 2.0, 1.0, 0.5, 0.4, 3.9, 0.3):  # falls, two bad batches
@@ -209,7 +209,7 @@ def test_a_loss_spike_stops_training_but_fluctuations_do_not():
 
 
 def test_weights_growing_out_of_bounds_stop_training_before_they_are_saved():
-    from resnet_backbone.hooks import TrainingDiverged
+    from resnet_backbone.engine.hooks import TrainingDiverged
 
     run = _Guarded(loss_spike_factor=0.0)
     with torch.no_grad():
@@ -231,7 +231,7 @@ def test_costly_divergence_checks_run_every_check_period_and_before_each_checkpo
     the verdicts are exchanged only then, naming the iteration where the loss spiked."""
     from detectron2.utils import comm
 
-    from resnet_backbone.hooks import TrainingDiverged
+    from resnet_backbone.engine.hooks import TrainingDiverged
 
     run = _Guarded(loss_spike_factor=0.0, check_period=5, checkpoint_period=7)
     reads = []
@@ -260,7 +260,7 @@ def test_a_stop_signal_saves_and_stops_on_the_next_exchange(monkeypatch):
     all_gather carries both verdicts), alone at once."""
     from detectron2.utils import comm
 
-    from resnet_backbone.hooks import TrainingInterrupted
+    from resnet_backbone.engine.hooks import TrainingInterrupted
 
     alone = _Guarded(check_period=5)
     alone.step(1.0)
@@ -315,7 +315,7 @@ def test_diverged_weights_are_never_saved(tmp_path):
 
 SAVE_FOREVER = """
 import sys, torch
-from resnet_backbone.engine import AtomicCheckpointer
+from resnet_backbone.engine.trainer import AtomicCheckpointer
 model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(16)])  # ~17 MB
 checkpointer = AtomicCheckpointer(model, sys.argv[1])
 i = 0
@@ -332,7 +332,7 @@ while True:
 def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
     """Kill a process that does nothing but save checkpoints, at several moments: whatever
     `last_checkpoint` names is complete and holds what that save wrote."""
-    from resnet_backbone.engine import AtomicCheckpointer
+    from resnet_backbone.engine.trainer import AtomicCheckpointer
 
     script = tmp_path / "save_forever.py"
     script.write_text(SAVE_FOREVER)
@@ -358,7 +358,7 @@ def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
         for path in out.glob("model_*.pth"):  # every file that has its final name is complete
             torch.load(path, map_location="cpu", weights_only=True)
         # a resumed trainer removes what the killed save left behind
-        from resnet_backbone.engine import remove_stale_temporaries
+        from resnet_backbone.engine.trainer import remove_stale_temporaries
 
         remove_stale_temporaries(str(out))
         assert not list(out.glob(".*"))

@@ -8,10 +8,11 @@ import torch
 from detectron2.config import instantiate
 
 from conftest import REPO
-from resnet_backbone import inference, lazy, runs
-from resnet_backbone.checkpoint import read_metadata
+from resnet_backbone import inference, runs
+from resnet_backbone.engine import lazy
+from resnet_backbone.weights.checkpoint import read_metadata
 from resnet_backbone.model_zoo import get_config_file
-from resnet_backbone.safe_load import read_checkpoint
+from resnet_backbone.weights.safe_load import read_checkpoint
 
 sys.path.insert(0, str(REPO / "tools"))
 import analyze_model  # noqa: E402  (tools/analyze_model.py)

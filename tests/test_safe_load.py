@@ -13,9 +13,13 @@ import torch
 import torchvision
 
 from conftest import REPO, save_hub_named
-from resnet_backbone.checkpoint import ResNetBackboneCheckpointer, convert_file, read_metadata
-from resnet_backbone.resnet import make_resnet
-from resnet_backbone.safe_load import UnsafeCheckpointError, read_checkpoint
+from resnet_backbone.weights.checkpoint import (
+    ResNetBackboneCheckpointer,
+    convert_file,
+    read_metadata,
+)
+from resnet_backbone.modeling.resnet import make_resnet
+from resnet_backbone.weights.safe_load import UnsafeCheckpointError, read_checkpoint
 
 
 class Payload:

@@ -33,7 +33,7 @@ JOB = (
 # the process group (then, at a checkpoint write, the other signal during the next one).
 STOP_DRIVER = textwrap.dedent("""
     import os, signal, sys
-    from resnet_backbone import engine, preemption
+    from resnet_backbone.engine import trainer as engine, preemption
 
     AT, MARK = os.environ["STOP_AT"], os.environ["STOP_MARK"]
     SIGNALS = [signal.Signals[os.environ["STOP_SIGNAL"]]]
@@ -230,7 +230,7 @@ def test_a_stop_signal_in_any_phase_exits_75_and_resume_ends_as_an_uninterrupted
 def test_where_the_run_is_decides_what_a_stop_signal_does(tmp_path, monkeypatch):
     """In this process: at once in a prompt phase (naming it and the newest checkpoint), held
     to the end of a deferred section (a save), recorded only in training and once done."""
-    from resnet_backbone import preemption
+    from resnet_backbone.engine import preemption
 
     monkeypatch.setattr(preemption, "RUN", preemption._Run())
     previous = {s: signal.getsignal(s) for s in preemption.STOP_SIGNALS}

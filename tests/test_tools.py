@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import fast_subset
-from resnet_backbone import paper
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import analyze_model  # noqa: E402  (tools/analyze_model.py)
+import paper_results as paper  # noqa: E402  (tools/paper_results.py)
 import benchmark  # noqa: E402  (tools/benchmark.py)
 import benchmark_lib  # noqa: E402  (tools/benchmark_lib.py)
 

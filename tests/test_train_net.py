@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO
 
-from resnet_backbone.engine import FINAL_METRICS, save_final_metrics
+from resnet_backbone.engine.trainer import FINAL_METRICS, save_final_metrics
 
 
 def strict_json(path):

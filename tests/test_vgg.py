@@ -15,9 +15,9 @@ from detectron2.modeling.roi_heads import build_roi_heads
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from resnet_backbone.convert import convert_torchvision_vgg16
-from resnet_backbone.fc_box_head import VGG16BoxHead
-from resnet_backbone.vgg import BLOCK_NAMES, VGG16, make_vgg16
+from resnet_backbone.weights.convert import convert_torchvision_vgg16
+from resnet_backbone.modeling.fc_box_head import VGG16BoxHead
+from resnet_backbone.modeling.vgg import BLOCK_NAMES, VGG16, make_vgg16
 
 
 def _tolerance(reference):

@@ -15,8 +15,9 @@ import torchvision
 from conftest import save_hub_named
 from detectron2.config import get_cfg
 from detectron2.utils.file_io import PathManager
-from resnet_backbone import checkpoint, convert, imagenet, vgg, weights
-from resnet_backbone.checkpoint import (
+from resnet_backbone.modeling import vgg
+from resnet_backbone.weights import checkpoint, convert, imagenet, published as weights
+from resnet_backbone.weights.checkpoint import (
     ResNetBackboneCheckpointer,
     WeightsConfigMismatchError,
     check_weights_match_config,
@@ -25,8 +26,8 @@ from resnet_backbone.checkpoint import (
     save_converted,
 )
 from resnet_backbone.config import add_resnet_backbone_config
-from resnet_backbone.safe_load import HashMismatchError, read_checkpoint
-from resnet_backbone.resnet import make_resnet
+from resnet_backbone.weights.safe_load import HashMismatchError, read_checkpoint
+from resnet_backbone.modeling.resnet import make_resnet
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHVISION_PIXELS = dict(INPUT_FORMAT="RGB", PIXEL_MEAN=[123.675, 116.28, 103.53],
@@ -288,7 +289,7 @@ def test_checkpoint_of_another_depth_is_an_error_listing_what_it_would_not_fill(
     cfg = make_cfg()
     cfg.MODEL.RESNET_BACKBONE.ALLOW_PARTIAL_WEIGHTS = True
     model = Detector(make_resnet(50, out_features=["res3"]))
-    with caplog.at_level(logging.WARNING, logger="resnet_backbone.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="resnet_backbone.weights.checkpoint"):
         ResNetBackboneCheckpointer(model, cfg=cfg).load(path)
     message = " ".join(r.getMessage() for r in caplog.records)
     assert f"{len(not_loaded)} of the {len(weights)} weights and biases" in message

@@ -15,7 +15,7 @@ With --config-file (trailing overrides): Detectron2's tool, its flags, defaults 
 (`Total GFlops: mean±std`): the tasks `parameter` and `structure` of the model of any config,
 and for detectors `flop` and `activation` averaged over --num-inputs images (default 100, as
 Detectron2's) of the config's first test set with its weights loaded
-(resnet_backbone/analysis.py):
+(tools/model_analysis.py):
 
     python tools/analyze_model.py --config-file configs/Demo/resnet18_c4_synthetic.yaml \
         --tasks flop parameter --num-inputs 10
@@ -23,11 +23,15 @@ Detectron2's) of the config's first test set with its weights loaded
         --config-file configs/PascalVOC-Detection/resnet101_c4_voc0712.yaml
 """
 import argparse
+import os
 import sys
 import warnings
 
 # Detectron2 v0.6 scripts functions at import time, which torch >= 2.9 reports as deprecated.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+
+# Its sibling modules (tools/ in a clone, resnet_backbone/tools in a wheel) import by name.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
@@ -35,11 +39,12 @@ from fvcore.nn import FlopCountAnalysis, parameter_count  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from torch import nn  # noqa: E402
 
+import model_analysis as analysis  # noqa: E402
+import paper_results as paper  # noqa: E402
 import resnet_backbone.classification  # noqa: E402,F401 (Table 1 builds ImageClassifiers)
-from resnet_backbone import analysis, paper  # noqa: E402
 from resnet_backbone.files import write_json  # noqa: E402
 from resnet_backbone.model_zoo import get_config  # noqa: E402
-from resnet_backbone.resnet import DEPTH_TABLE  # noqa: E402
+from resnet_backbone.modeling.resnet import DEPTH_TABLE  # noqa: E402
 
 
 class Logits(nn.Module):

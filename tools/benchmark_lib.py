@@ -30,8 +30,8 @@ from fvcore.nn import parameter_count
 from tabulate import tabulate
 
 from resnet_backbone import model_zoo
-from resnet_backbone.fast_path import apply_fast_path
-from resnet_backbone.safe_load import read_checkpoint
+from resnet_backbone.modeling.fast_path import apply_fast_path
+from resnet_backbone.weights.safe_load import read_checkpoint
 
 # name -> (depth, design, implementation). "ours" uses this package's builders, "d2" Detectron2's
 # built-in ResNet (build_resnet_backbone / build_resnet_fpn_backbone) with its own heads, "fast"

@@ -21,11 +21,11 @@ try:
 except ImportError:  # run from a source checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from resnet_backbone.checkpoint import convert_file  # noqa: E402
-from resnet_backbone.convert import CONVERTERS  # noqa: E402
-from resnet_backbone.imagenet import fetch_raw_file  # noqa: E402
-from resnet_backbone.metadata import required_config  # noqa: E402
-from resnet_backbone.weights import KNOWN_WEIGHTS, get_known_weights  # noqa: E402
+from resnet_backbone.weights.checkpoint import convert_file  # noqa: E402
+from resnet_backbone.weights.convert import CONVERTERS  # noqa: E402
+from resnet_backbone.weights.imagenet import fetch_raw_file  # noqa: E402
+from resnet_backbone.weights.metadata import required_config  # noqa: E402
+from resnet_backbone.weights.published import KNOWN_WEIGHTS, get_known_weights  # noqa: E402
 
 
 def config_settings(metadata, output):

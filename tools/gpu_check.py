@@ -39,9 +39,9 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from resnet_backbone import model_zoo  # noqa: E402
 from resnet_backbone.data import prepare_dataset  # noqa: E402
-from resnet_backbone.engine import FINAL_METRICS  # noqa: E402
-from resnet_backbone.launch import load_config  # noqa: E402
-from resnet_backbone.safe_load import read_checkpoint  # noqa: E402
+from resnet_backbone.engine.trainer import FINAL_METRICS  # noqa: E402
+from resnet_backbone.engine.launch import load_config  # noqa: E402
+from resnet_backbone.weights.safe_load import read_checkpoint  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")

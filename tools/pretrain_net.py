@@ -8,30 +8,20 @@ other half, with the command line of tools/train_net.py:
 At the end of training the backbone is written as detection weights to
 OUTPUT_DIR/model_final_backbone.pth, with the run's pixel format recorded.
 """
-# First of all, the stop-signal handlers (resnet_backbone/preemption.py): a SIGTERM or SIGUSR1
-# from now on, also during the imports of torch and Detectron2 below, ends the run with exit
-# status 75 and one line. That module imports only the standard library; it is loaded by its
-# path, as resnet_backbone.preemption, because importing it through the package would first run
-# the package's __init__, which imports Detectron2.
-import importlib.util
+# First of all, the stop-signal handlers (tools/stop_signals_first.py), before torch and
+# Detectron2 are imported.
 import os
 import sys
 
-if "resnet_backbone.preemption" not in sys.modules:
-    _path = os.path.join(importlib.util.find_spec("resnet_backbone").submodule_search_locations[0],
-                         "preemption.py")
-    _spec = importlib.util.spec_from_file_location("resnet_backbone.preemption", _path)
-    sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_spec.name])
-preemption = sys.modules["resnet_backbone.preemption"]
-preemption.install_handlers()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its sibling modules
+from stop_signals_first import preemption  # noqa: E402
 
 with preemption.exiting_when_stopped():
     from detectron2.engine import default_argument_parser
-    from resnet_backbone import launch
-    from resnet_backbone.checkpoint import ResNetBackboneCheckpointer
+    from resnet_backbone.engine import launch
+    from resnet_backbone.weights.checkpoint import ResNetBackboneCheckpointer
     from resnet_backbone.classification.trainer import ClassificationTrainer
-    from resnet_backbone.engine import save_final_metrics
+    from resnet_backbone.engine.trainer import save_final_metrics
 
 
 def main(args, startup_log=None):

@@ -16,15 +16,19 @@ import argparse
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
 import yaml
 from tabulate import tabulate
 
+from resnet_backbone.engine.trainer import FINAL_METRICS
 from resnet_backbone.files import atomic_write
-from resnet_backbone.engine import FINAL_METRICS
-from resnet_backbone.paper import CLASSIFICATION_RESULTS, DETECTION_RESULTS
+
+# Its sibling module (tools/ in a clone, resnet_backbone/tools in a wheel) imports by name.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paper_results import CLASSIFICATION_RESULTS, DETECTION_RESULTS  # noqa: E402
 
 # Metrics shown for test sets the paper did not use (COCO-style AP and the VOC07 mAP).
 OTHER_METRICS = ("AP50", "AP", "AP75", "bbox_voc07/AP50")

@@ -14,7 +14,7 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import ResNet
 
 from ..config import check_has_keys
-from ..resnet import BasicBlock, check_shortcut
+from ..modeling.resnet import BasicBlock, check_shortcut
 
 CIFAR_WIDTHS = (16, 32, 64)
 

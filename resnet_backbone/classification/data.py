@@ -17,7 +17,7 @@ from detectron2.data import transforms as T
 
 from ..data.custom import UserFormat, add_user_format
 from ..data.datasets import dataset_location, register_dataset
-from ..safe_load import read_pickle
+from ..weights.safe_load import read_pickle
 from .views import resize_shorter_side
 
 EVALUATOR_TYPE = "classification"

@@ -3,8 +3,8 @@ VGG-16's box head), the class layer dropped, and the run's pixel format recorded
 tools/train_net.py takes the file as MODEL.WEIGHTS and its pixel-format check protects it."""
 import os
 
-from ..checkpoint import save_converted
-from ..metadata import metadata_of_model
+from ..weights.checkpoint import save_converted
+from ..weights.metadata import metadata_of_model
 
 BACKBONE_PREFIX = "backbone."
 VGG_FC_PREFIX = "head.fc67."  # VGG16BoxHead inside the classifier head

@@ -12,7 +12,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 
 from ..config import check_has_keys
-from ..fc_box_head import VGG16BoxHead
+from ..modeling.fc_box_head import VGG16BoxHead
 from .views import (TEN_CROP_REGIONS, center_crop, multiscale_views, resize_shorter_side,
                     ten_crops)
 

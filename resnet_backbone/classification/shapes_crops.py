@@ -14,7 +14,7 @@ from ..data.datasets import register_dataset
 from ..data.layout import SHAPE_CLASSES
 from ..data.shapes import SyntheticParams, render_sample
 from ..files import atomic_write
-from ..safe_load import read_pickle
+from ..weights.safe_load import read_pickle
 from .data import EVALUATOR_TYPE, load_cifar_batches
 
 DIRNAME = "synthetic_shapes_cls"

@@ -12,10 +12,10 @@ from detectron2.data.build import trivial_batch_collator
 from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
 
-from ..data.stream import build_resumable_train_loader
-from ..engine import Trainer
-from ..preemption import ShieldedLoader
-from ..startup import check_evaluators, check_run_settings
+from ..engine.preemption import ShieldedLoader
+from ..engine.startup import check_evaluators, check_run_settings
+from ..engine.stream import build_resumable_train_loader
+from ..engine.trainer import Trainer
 from .config import add_classification_config
 from .data import EVALUATOR_TYPE, ClassificationMapper
 from .evaluation import ClassificationEvaluator

@@ -32,7 +32,7 @@ tools before anything else, and kept to the end):
 * after the run is done (`finish`): it is recorded and ignored; the run ends with status 0.
 
 This module imports only the standard library: the tools load it by its path before torch and
-Detectron2 (`import resnet_backbone.preemption` would run the package's `__init__`, which
+Detectron2 (`import resnet_backbone.engine.preemption` would run the package's `__init__`, which
 imports Detectron2), under its own name, so that the package later finds this same module.
 """
 import multiprocessing

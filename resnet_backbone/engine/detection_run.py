@@ -7,9 +7,10 @@ file or name, a saved lazy `.yaml`, a lazy run's folder) on the same engine thro
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
-from . import config_files, launch, lazy, preemption
-from .checkpoint import ResNetBackboneCheckpointer
-from .engine import Trainer, save_final_metrics
+from .. import config_files
+from ..weights.checkpoint import ResNetBackboneCheckpointer
+from . import launch, lazy, preemption
+from .trainer import Trainer, save_final_metrics
 
 # The LazyConfig a lazy run leaves in its OUTPUT_DIR (what the run used, loaded again by every
 # tool given the folder).

@@ -23,8 +23,9 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from . import config_files, distributed, preemption
-from .data.custom import register_user_datasets
+from .. import config_files
+from ..data.custom import register_user_datasets
+from . import distributed, preemption
 from .hooks import TrainingInterrupted
 from .preemption import EXIT_INTERRUPTED, RunInterrupted, StopRequested
 
@@ -41,7 +42,7 @@ def load_config(args, add_config=None, *, trained=False):
     if source.lazy:
         raise config_files.ConfigFileError(
             f"--config-file {args.config_file} is a LazyConfig ({source.path}); this tool "
-            "reads it through resnet_backbone.lazy (tools/lazyconfig_train_net.py)")
+            "reads it through resnet_backbone.engine.lazy (tools/lazyconfig_train_net.py)")
     opts = [*config_files.run_overrides(source, trained=trained, lazy=False), *args.opts]
     try:
         cfg = config_files.yaml_config(source.path, opts, add_config)

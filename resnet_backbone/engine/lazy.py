@@ -25,15 +25,15 @@ from detectron2.solver import LRMultiplier
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import config_files
-from .config import add_resnet_backbone_config
-from .data.stream import build_resumable_train_loader
-from .data.validation import drop_bad_boxes
-from .description import lazy_naming
-from .engine import Trainer
-from .fast_path import apply_fast_path
-from .files import atomic_write
+from .. import config_files
+from ..config import add_resnet_backbone_config
+from ..data.validation import drop_bad_boxes
+from ..files import atomic_write
+from ..modeling.description import lazy_naming
+from ..modeling.fast_path import apply_fast_path
 from .preemption import ShieldedLoader
+from .stream import build_resumable_train_loader
+from .trainer import Trainer
 
 # train.<key> -> the engine key it sets: Detectron2's configs/common/train.py keys, then this
 # project's own (configs/common/train.py).

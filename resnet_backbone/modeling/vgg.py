@@ -13,7 +13,7 @@ from torch import nn
 from detectron2.layers import Conv2d
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
-from .config import check_has_keys
+from ..config import check_has_keys
 
 # Blocks conv1..conv5: (number of 3x3 convs, their width); a 2x2/2 max-pool between blocks.
 VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))

@@ -6,7 +6,7 @@
   `last_checkpoint` pointing at it intact; a stop signal never interrupts a save
   (`preemption.deferred`).
 * `Trainer`: Detectron2's DefaultTrainer with the above, the resumable data stream of
-  `data/stream.py`, seeded model randomness (RPN / RoI sampling from SEED, rank and iteration),
+  `engine/stream.py`, seeded model randomness (RPN / RoI sampling from SEED, rank and iteration),
   the evaluator chosen by dataset, the stop hook (`hooks.py`: a checkpoint on SIGTERM/SIGUSR1
   to any process of the job, `preemption.py`), and divergence handling: a loss spike,
   weights growing out of bounds or a non-finite loss stop the run before it saves diverged
@@ -30,18 +30,18 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from fvcore.nn.precise_bn import get_bn_modules
 
-from .checkpoint import ResNetBackboneCheckpointer
-from .config import add_resnet_backbone_config
-from .data.evaluation import build_evaluator
-from .data.stream import ResumableTrainLoader, build_resumable_train_loader, training_seed
-from .description import YACS
+from ..config import add_resnet_backbone_config
+from ..data.evaluation import build_evaluator
+from ..files import TMP_SUFFIX, atomic_write, write_json
+from ..modeling.description import YACS
+from ..modeling.fast_path import apply_fast_path
+from ..weights.checkpoint import ResNetBackboneCheckpointer
+from ..weights.metadata import METADATA_KEY, metadata_of_model
 from .distributed import create_ddp_model
-from .fast_path import apply_fast_path
-from .files import TMP_SUFFIX, atomic_write, write_json
 from .hooks import EvaluationHook, IterationSeedHook, StopHook
-from .metadata import METADATA_KEY, metadata_of_model
 from .preemption import ShieldedLoader, deferred
 from .startup import check_detection_run, model_skeleton
+from .stream import ResumableTrainLoader, build_resumable_train_loader, training_seed
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def check_startup(cls, cfg, **kwargs):
         """Stop a run that cannot work before the trainer is built and before OUTPUT_DIR is
-        touched (resnet_backbone.startup)."""
+        touched (resnet_backbone.engine.startup)."""
         check_detection_run(cfg, cls, **kwargs)
 
     @classmethod

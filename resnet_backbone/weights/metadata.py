@@ -8,10 +8,10 @@ classifiers take both from the model itself (`metadata_of_model`); converted Ima
 from the network the converters fill (`convert.strict.published_network`). `required_config`
 turns a record into the config keys and values a run must use (the converter's printout).
 """
+from ..modeling.description import YACS, describe, record_of_metadata, required_settings
 from .convert.strict import published_network
-from .description import YACS, describe, record_of_metadata, required_settings
+from .published import PIXEL_FORMATS, SOURCE_PIXEL_FORMATS, pixel_format_of
 from .safe_load import METADATA_KEY  # noqa: F401 (where files keep these records)
-from .weights import PIXEL_FORMATS, SOURCE_PIXEL_FORMATS, pixel_format_of
 
 # Bumped when the converters change what they write: cached files of another version are redone.
 # 2: converted ResNets record `residual` and `shortcut`.

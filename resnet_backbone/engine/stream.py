@@ -13,8 +13,8 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
-from ..preemption import WORKER_START_METHOD, exit_only_when_parent_asks, iterate_shielded
-from .validation import drop_bad_boxes
+from ..data.validation import drop_bad_boxes
+from .preemption import WORKER_START_METHOD, exit_only_when_parent_asks, iterate_shielded
 
 
 def derive_seed(*parts):

@@ -12,12 +12,16 @@ from detectron2.config import CfgNode
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.solver import build_lr_scheduler
 
-from .checkpoint import check_weights_fit, check_weights_match_config, pixel_format_of_config
-from .data.custom import check_user_datasets
-from .data.validation import validate_datasets
-from .description import YACS
-from .fast_path import read_fast_path_config
-from .roi_heads import check_head_fits
+from ..data.custom import check_user_datasets
+from ..data.validation import validate_datasets
+from ..modeling.description import YACS
+from ..modeling.fast_path import read_fast_path_config
+from ..modeling.roi_heads import check_head_fits
+from ..weights.checkpoint import (
+    check_weights_fit,
+    check_weights_match_config,
+    pixel_format_of_config,
+)
 
 
 def has_resumable_checkpoint(cfg):
@@ -113,7 +117,7 @@ def check_run_settings(cfg, *, world_size, resume=False, eval_only=False, networ
 
 def check_detection_run(cfg, trainer_class, *, world_size, resume=False, eval_only=False,
                         validate_data=True):
-    """All start-up checks of a detection run (resnet_backbone.engine.Trainer.check_startup)."""
+    """All start-up checks of a detection run (`engine.trainer.Trainer.check_startup`)."""
     if cfg.MODEL.META_ARCHITECTURE == "ImageClassifier":
         raise ValueError(
             "MODEL.META_ARCHITECTURE=ImageClassifier: this is a classification config; train "

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from detectron2.layers import ShapeSpec
 
-from ..fc_box_head import IMAGENET_FC6_INPUT, VGG16BoxHead
-from ..resnet import DEPTH_TABLE, BottleneckBlock, make_resnet
-from ..vgg import make_vgg16
+from ...modeling.fc_box_head import IMAGENET_FC6_INPUT, VGG16BoxHead
+from ...modeling.resnet import DEPTH_TABLE, BottleneckBlock, make_resnet
+from ...modeling.vgg import make_vgg16
 
 
 def published_network(arch, *, stride_in_1x1=True, norm="BN"):

@@ -18,7 +18,7 @@ from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm
 from detectron2.modeling.backbone import resnet as d2_resnet
 from detectron2.modeling.backbone.fpn import FPN
 
-from .fields import FIELDS
+from ..fields import FIELDS
 from .resnet import DEPTH_TABLE, STAGE_NAMES, BasicBlock, BottleneckBlock, ZeroPadShortcut
 from .vgg import VGG16
 

@@ -12,7 +12,7 @@ from detectron2.utils.file_io import PathHandler, PathManager
 
 from .checkpoint import IMAGENET_PREFIX, convert_file, read_metadata
 from .metadata import CONVERTER_VERSION
-from .weights import KNOWN_WEIGHTS, get_known_weights
+from .published import KNOWN_WEIGHTS, get_known_weights
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from fvcore.nn import flop_count_table, parameter_count
 
-from .runs import load_model_run
+from resnet_backbone.runs import load_model_run
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from detectron2.engine import hooks as d2_hooks
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
-from .data.stream import derive_seed
 from .preemption import RunInterrupted, StopRequests, stop_later, stopping_promptly
+from .stream import derive_seed
 
 
 class IterationSeedHook(HookBase):

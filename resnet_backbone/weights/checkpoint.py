@@ -16,11 +16,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_backbone
 from detectron2.utils.file_io import PathManager
 
+from ..fields import FIELDS
+from ..files import atomic_write
+from ..modeling.description import YACS, describe, family, record_of_metadata
 from .convert import convert_checkpoint
-from .description import YACS, describe, family, record_of_metadata
-from .fields import FIELDS
-from .files import atomic_write
 from .metadata import METADATA_KEY, REQUIRED_METADATA, make_metadata, pixel_format_of_model
+from .published import SOURCE_PIXEL_FORMATS, PixelFormat, get_known_weights, pixel_format_of
 from .safe_load import (
     SAFETENSORS_EXTENSION,
     MetadataError,
@@ -29,7 +30,6 @@ from .safe_load import (
     read_safetensors_metadata,
     write_safetensors,
 )
-from .weights import SOURCE_PIXEL_FORMATS, PixelFormat, get_known_weights, pixel_format_of
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from torch import nn
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 
+from ..fields import FIELDS
 from .description import YACS, continuing_res5, describe, describe_res5
-from .fields import FIELDS
 from .resnet import make_resnet_stage, read_resnet_config, stage_out_channels
 
 
@@ -93,7 +93,7 @@ def check_head_fits(model, naming=YACS):
         return
     if naming.lazy:
         fix = (f"Set {naming.lazy_prefix}.roi_heads.res5 to {_make_res5_call(backbone)} (from "
-               "resnet_backbone.roi_heads: the backbone's fields), whose output has "
+               "resnet_backbone.modeling.roi_heads: the backbone's fields), whose output has "
                f"{expected['out_channels']} channels")
     else:
         fix = ("Set MODEL.ROI_HEADS.NAME PaperRes5ROIHeads, which builds res5 from the "

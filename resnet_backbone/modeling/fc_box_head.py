@@ -11,7 +11,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY
 
-from .config import check_has_keys
+from ..config import check_has_keys
 
 # What the ImageNet fc6 of VGG-16 was trained on: conv5_3 (512 channels) pooled to 7x7.
 IMAGENET_FC_DIM = 4096

@@ -1,6 +1,6 @@
 """torchvision and Caffe VGG-16 checkpoints -> conv1_1..conv5_3, fc6, fc7 (the 1000-way fc8
 is dropped). fc6 keeps the ImageNet layout: 4096 x 25088 over pool5 flattened in C, H, W order."""
-from ..vgg import VGG16_BLOCKS
+from ...modeling.vgg import VGG16_BLOCKS
 from .strict import rename
 
 

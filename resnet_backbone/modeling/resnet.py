@@ -14,8 +14,8 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
-from .config import check_has_keys
-from .fields import builder_arguments
+from ..config import check_has_keys
+from ..fields import builder_arguments
 from .head_check import check_detectron2_res5_fits
 
 SHORTCUT_OPTIONS = ("A", "B", "C")

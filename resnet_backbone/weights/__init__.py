@@ -1,0 +1,2 @@
+"""Weights: reading files as data, checkpoints and their metadata, the published ImageNet
+weights (the imagenet:// cache) and the converters."""
