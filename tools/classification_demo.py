@@ -16,7 +16,10 @@ import time
 
 from tabulate import tabulate
 
-from report import classifier_of, error_curves, read_run, write_report
+# Its sibling tools (tools/ in a clone, resnet_backbone/tools in a wheel) import by name.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from report import classifier_of, error_curves, read_run, write_report  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "Demo-Classification")

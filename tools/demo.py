@@ -19,10 +19,13 @@ import sys
 import time
 from contextlib import ExitStack
 
-from draw_detections import draw_detections
-from report import flatten_metrics, read_run, write_report
+# Its sibling tools (tools/ in a clone, resnet_backbone/tools in a wheel) import by name.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from resnet_backbone.data import prepare_dataset
+from draw_detections import draw_detections  # noqa: E402
+from report import flatten_metrics, read_run, write_report  # noqa: E402
+
+from resnet_backbone.data import prepare_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CONFIGS = {
