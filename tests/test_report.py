@@ -216,3 +216,77 @@ def test_whole_image_ten_crops_are_not_placed_beside_the_papers_numbers(tmp_path
         ("—", "imagenet_val (10crop-image), top-1 err", None),
         ("—", "imagenet_val (10crop-image), top-5 err", None),
     }
+
+
+@pytest.fixture
+def seeded_runs(tmp_path):
+    """ResNet-18 and Plain-18 demo runs at seeds 0-2 (OUTPUT/<net>/seed<N>), each with its
+    training log: loss and box-head foreground accuracy at two iterations."""
+    runs = []
+    for name, residual, ap50s in (("resnet18_c4", True, (64.4, 69.6, 64.0)),
+                                  ("plain18_c4", False, (62.0, 65.6, 59.0))):
+        (tmp_path / name).mkdir()
+        for seed, ap50 in enumerate(ap50s):
+            run = fake_run(tmp_path / name, f"seed{seed}", "build_paper_resnet_backbone", 18,
+                           {"synthetic_shapes_val": {"bbox": {"AP": ap50 / 2, "AP50": ap50}}},
+                           residual=residual)
+            config = yaml.safe_load(Path(run, "config.yaml").read_text())
+            Path(run, "config.yaml").write_text(yaml.safe_dump(
+                {**config, "SEED": seed, "OUTPUT_DIR": run}))
+            log = [{"iteration": 19, "total_loss": 2.0 + seed, "fast_rcnn/fg_cls_accuracy": 0.1},
+                   {"iteration": 39, "total_loss": 1.5, "fast_rcnn/fg_cls_accuracy": 0.5}]
+            Path(run, "metrics.json").write_text("".join(json.dumps(e) + "\n" for e in log))
+            runs.append(run)
+    return runs
+
+
+def test_runs_that_differ_only_in_seed_are_one_setting(seeded_runs, tmp_path):
+    groups = report.seed_groups(seeded_runs[::-1])  # the order of the seeds given does not matter
+    assert [(g.label, g.seeds) for g in groups] == [("Plain-18", [0, 1, 2]), ("ResNet-18", [0, 1, 2])]
+    assert groups[1].runs == seeded_runs[:3]
+    other = fake_run(tmp_path, "resnet18_longer", "build_paper_resnet_backbone", 18,
+                     {"synthetic_shapes_val": {"bbox": {"AP": 1.0, "AP50": 2.0}}})
+    config = yaml.safe_load(Path(other, "config.yaml").read_text())
+    Path(other, "config.yaml").write_text(yaml.safe_dump({**config, "SOLVER": {"MAX_ITER": 2}}))
+    labels = [g.label for g in report.seed_groups(seeded_runs[:3] + [other])]
+    assert labels == ["ResNet-18 (resnet18_c4)", "ResNet-18 (resnet18_longer)"]
+
+
+def test_the_markdown_gives_every_seed_and_the_spread(seeded_runs):
+    text = report.to_markdown(report.build_rows(seeded_runs))
+    assert all(run in text for run in seeded_runs)
+    spread = report.spread_markdown(report.build_rows(seeded_runs),
+                                    report.seed_groups(seeded_runs))
+    rows = [cells(line) for line in spread.splitlines()[4:]]
+    assert cells(spread.splitlines()[2]) == ["network", "test set, metric", "seeds", "mean", "range",
+                                             "a new seed (95 %)"]
+    assert ["ResNet-18", "synthetic_shapes_val, AP50", "0, 1, 2", "66.0", "64.0 to 69.6",
+            "50.5 to 81.5"] in rows
+    assert ["Plain-18", "synthetic_shapes_val, AP50", "0, 1, 2", "62.2", "59.0 to 65.6",
+            "45.8 to 78.6"] in rows
+
+
+def test_the_chart_draws_every_seed(seeded_runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = report.seed_groups(seeded_runs)
+    rows = [r for r in report.build_rows(seeded_runs) if r.ours is not None]
+    for read in (report.training_losses, report.foreground_accuracies):
+        fig, axis = plt.subplots()
+        report.draw_curves(axis, {run: read(run) for run in seeded_runs}, groups, "y", "t")
+        drawn = [line for line in axis.lines if len(line.get_xdata())]
+        assert len(drawn) == len(seeded_runs)
+        assert {line.get_color() for line in drawn[:3]} != {line.get_color() for line in drawn[3:]}
+        plt.close(fig)
+    assert report.foreground_accuracies(seeded_runs[0]) == {19: 10.0, 39: 50.0}
+    fig, axis = plt.subplots()
+    report.draw_bars(axis, rows, groups, "AP (%)", "t", "Tables 7, 8")
+    dots = sorted(float(y) for c in axis.collections for _, y in c.get_offsets())
+    assert dots == sorted(r.ours for r in rows)
+    assert sorted(round(p.get_height(), 2) for p in axis.patches) == sorted(
+        [33.0, 66.0, 31.1, 62.2])  # the mean of AP and of AP50 of each network
+    plt.close(fig)
+    assert report.chart_png(report.build_rows(seeded_runs), seeded_runs).startswith(b"\x89PNG")

@@ -2,96 +2,165 @@
 """The laptop-sized version of the paper's experiment, on the embedded synthetic data (CPU):
 
 1. train Faster R-CNN (C4) with ResNet-18 and with Plain-18 (the paper's residual-vs-plain
-   comparison) through tools/train_net.py and evaluate them (COCO AP, AP50 and the VOC07 mAP);
-   the data is generated on first use. The runs go side by side, each on its share of the
-   cores: these small convolutions gain far less from a second intra-op thread than from a
-   core of their own. ResNet-18's log is shown, the others' are written to OUTPUT/<run>.log;
-2. draw ground truth beside predictions for a few validation images (tools/draw_detections.py);
-3. write the report (tools/report.py: markdown, and a chart of both runs' results and training
-   losses side by side) and print where everything is.
+   comparison; `--depth 34`: ResNet-34 and Plain-34) through tools/train_net.py, once per seed
+   (`--seeds N`: seeds 0 to N-1), and evaluate them (COCO AP, AP50 and the VOC07 mAP); the data
+   is generated on first use. The runs go side by side, one per core: these small convolutions
+   gain far less from a second intra-op thread than from a core of their own. The first run's
+   log is shown, the others' are written to OUTPUT/<network>/seed<N>.log;
+2. draw ground truth beside predictions for a few validation images of each network's first
+   seed (tools/draw_detections.py);
+3. write the report (tools/report.py: the results with their spread over seeds, every seed's
+   training curves) and print what the numbers show.
 
-    python tools/demo.py [--output-dir output/demo] [--no-plain] [KEY VALUE ...]
+    python tools/demo.py [--depth 18|34] [--seeds N] [--first-seed S] [--output-dir output/demo]
+        [--no-plain] [--diagnose] [KEY VALUE ...]
+
+--diagnose adds, for every run, its AP50 on the training images, the RPN's recall and its AP50
+after re-estimating the BN statistics (tools/demo_diagnosis.py; a few minutes per run).
+
+Each run's folder is OUTPUT/<network>/seed<S>, e.g. output/demo/resnet18_c4/seed0.
 """
 import argparse
 import os
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 
 # Its sibling tools (tools/ in a clone, resnet_backbone/tools in a wheel) import by name.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from demo_diagnosis import diagnose, diagnosis_table  # noqa: E402
 from draw_detections import draw_detections  # noqa: E402
 from report import flatten_metrics, read_run, write_report  # noqa: E402
+from seed_spread import Spread  # noqa: E402
 
 from resnet_backbone.data import prepare_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_CONFIGS = {
-    "resnet18_c4": os.path.join(REPO, "configs", "Demo", "resnet18_c4_synthetic.yaml"),
-    "plain18_c4": os.path.join(REPO, "configs", "Demo", "plain18_c4_synthetic.yaml"),
+DEPTHS = (18, 34)
+# 95 % prediction intervals of one new seed's synthetic val AP50 with the shipped settings, from
+# seeds 0-2 of `python tools/demo.py --seeds 3 [--depth 34]` on a 2-core AMD EPYC machine
+# (docs/demos.md lists every seed).
+EXPECTED_AP50 = {
+    "resnet18_c4": (50.5, 81.5), "plain18_c4": (45.8, 78.6),
+    "resnet34_c4": None, "plain34_c4": None,
 }
-# Synthetic val AP50 of `make demo` with the shipped settings, at one commit on two CPU types
-# (docs/measurements.md, "CPU demo"): each machine repeats its figures exactly, the two differ.
-MEASURED_AP50 = {"resnet18_c4": (61.1, 73.5), "plain18_c4": (25.5, 28.0)}
-NET_NAMES = {"resnet18_c4": "ResNet-18", "plain18_c4": "Plain-18"}
+
+
+def network_names(depth, plain=True):
+    """The demo configs trained for `depth`: configs/Demo/<name>_synthetic.yaml."""
+    return [f"resnet{depth}_c4"] + ([f"plain{depth}_c4"] if plain else [])
+
+
+def config_of(name):
+    return os.path.join(REPO, "configs", "Demo", f"{name}_synthetic.yaml")
+
+
+def title_of(name):
+    """'resnet34_c4' -> 'ResNet-34'."""
+    kind, depth = ("ResNet", name[6:]) if name.startswith("resnet") else ("Plain", name[5:])
+    return f"{kind}-{depth.split('_')[0]}"
+
+
+def run_dir_of(output_dir, name, seed):
+    return os.path.join(output_dir, name, f"seed{seed}")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default=os.path.join(REPO, "output", "demo"))
-    parser.add_argument("--no-plain", action="store_true", help="train only ResNet-18")
+    parser.add_argument("--depth", type=int, choices=DEPTHS, default=18,
+                        help="train ResNet-18 and Plain-18 (default) or ResNet-34 and Plain-34")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train every network with this many seeds (SEED), from --first-seed")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--no-plain", action="store_true", help="train only the ResNet")
     parser.add_argument("--num-pictures", type=int, default=4)
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also measure train AP50, RPN recall and AP50 with precise BN")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="KEY VALUE overrides passed to every train_net run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must not be negative, got {args.first_seed}")
+    if "SEED" in args.opts[::2]:
+        parser.error("give the seeds with --seeds/--first-seed, not SEED among the overrides")
+    return args
 
 
-def start_training(name, output_dir, opts, threads, log=None):
-    """Start tools/train_net.py for one demo config on `threads` cores, its output to the
-    terminal or to the file `log`; returns (run dir, process)."""
-    run_dir = os.path.join(output_dir, name)
-    command = [sys.executable, os.path.join(REPO, "tools", "train_net.py"),
-               "--config-file", DEMO_CONFIGS[name], "OUTPUT_DIR", run_dir, *opts]
-    print(f"\n=== training {name} on {threads} thread(s), output "
+def training_command(name, seed, run_dir, opts):
+    return [sys.executable, os.path.join(REPO, "tools", "train_net.py"),
+            "--config-file", config_of(name), "OUTPUT_DIR", run_dir, "SEED", str(seed), *opts]
+
+
+def start_training(command, threads, log=None):
+    """Start one training command on `threads` cores, its output to the terminal or to the file
+    `log`."""
+    print(f"\n=== training on {threads} thread(s), output "
           f"{'below' if log is None else 'in ' + log.name}: {' '.join(command)}", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    return run_dir, subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
-def train_side_by_side(names, output_dir, opts):
-    """Train the demo configs at once, the cores split evenly; returns their run dirs."""
+def train_all(jobs, output_dir, opts):
+    """Train every (network, seed) of `jobs`, as many at once as there are cores (at most one
+    run per core), the first run's output on the terminal and every other's in its log; returns
+    {(network, seed): run dir}. After a failure no further run starts; the runs under way
+    finish, then the failures are reported with their logs."""
     prepare_dataset("synthetic_shapes_train")  # once, before the runs would race to make it
-    os.makedirs(output_dir, exist_ok=True)
-    threads = max(1, len(os.sched_getaffinity(0)) // len(names))
-    log_paths = {name: os.path.join(output_dir, f"{name}.log") for name in names[1:]}
-    with ExitStack() as files:
-        started = {names[0]: start_training(names[0], output_dir, opts, threads)}
-        for name, path in log_paths.items():
-            log = files.enter_context(open(path, "w"))
-            started[name] = start_training(name, output_dir, opts, threads, log)
-        failed = [f"{name} (exit status {code}, log {log_paths.get(name, 'above')})"
-                  for name, (_, process) in started.items() if (code := process.wait())]
+    cores = len(os.sched_getaffinity(0))
+    at_once = min(len(jobs), cores)
+    threads = max(1, cores // at_once)
+    run_dirs = {job: run_dir_of(output_dir, *job) for job in jobs}
+    waiting, running, failed = list(jobs), {}, []
+    while waiting or running:
+        while waiting and len(running) < at_once and not failed:
+            job = waiting.pop(0)
+            os.makedirs(os.path.dirname(run_dirs[job]), exist_ok=True)
+            log = None if job == jobs[0] else open(run_dirs[job] + ".log", "w")
+            running[job] = (start_training(training_command(*job, run_dirs[job], opts),
+                                           threads, log), log)
+        if failed and not running:
+            break
+        time.sleep(0.2)
+        for job, (process, log) in list(running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del running[job]
+            if log is not None:
+                log.close()
+            if code:
+                where = "above" if log is None else log.name
+                failed.append(f"{job[0]} seed {job[1]} (exit status {code}, log {where})")
     if failed:
         raise SystemExit("demo training failed: " + ", ".join(failed))
-    return [run_dir for run_dir, _ in started.values()]
+    return run_dirs
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.monotonic()
-    names = ["resnet18_c4"] if args.no_plain else ["resnet18_c4", "plain18_c4"]
-    runs = train_side_by_side(names, args.output_dir, args.opts)
-
-    for run in runs:
+    names = network_names(args.depth, plain=not args.no_plain)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    run_dirs = train_all([(name, seed) for seed in seeds for name in names], args.output_dir,
+                         args.opts)
+    for name in names:
+        run = run_dirs[name, seeds[0]]
         paths = draw_detections(run, os.path.join(run, "pictures"), num_images=args.num_pictures)
-        print(f"detections of {os.path.basename(run)}: {len(paths)} PNGs in {run}/pictures")
+        print(f"detections of {title_of(name)}, seed {seeds[0]}: {len(paths)} PNGs in "
+              f"{run}/pictures")
     markdown = os.path.join(args.output_dir, "report.md")
-    print("\n" + write_report(runs, markdown, os.path.join(args.output_dir, "report.png")))
+    print("\n" + write_report(list(run_dirs.values()), markdown,
+                              os.path.join(args.output_dir, "report.png")))
     print(f"report: {markdown} and report.png")
-    print("\n" + demo_summary({os.path.basename(run): bbox_metrics(run) for run in runs},
-                              minutes=(time.monotonic() - start) / 60, opts=args.opts))
+    results = {name: {seed: bbox_metrics(run_dirs[name, seed]) for seed in seeds}
+               for name in names}
+    if args.diagnose:
+        print("\n" + diagnosis_table([diagnose(run) for run in run_dirs.values()]))
+    print("\n" + demo_summary(results, minutes=(time.monotonic() - start) / 60, opts=args.opts))
 
 
 def bbox_metrics(run):
@@ -100,34 +169,79 @@ def bbox_metrics(run):
     return flatten_metrics(next(iter(metrics.values())))
 
 
-def demo_summary(metrics, *, minutes, opts=()):
-    """What the demo's numbers mean: each net's AP50 and AP, the residual net's lead over the
-    plain one with the same layers (the comparison the demo exists for), and what to expect."""
-    measured = "; ".join(f"{NET_NAMES[name]} {low:.1f} to {high:.1f}"
-                         for name, (low, high) in MEASURED_AP50.items() if name in metrics)
-    results = ", ".join(f"{NET_NAMES[name]} AP50 {m['AP50']:.1f} (AP {m['AP']:.1f})"
-                        for name, m in metrics.items())
-    lines = [f"result on the synthetic validation split: {results}."]
-    if {"resnet18_c4", "plain18_c4"} <= set(metrics):
-        gap = metrics["resnet18_c4"]["AP50"] - metrics["plain18_c4"]["AP50"]
-        lines.append(
-            f"ResNet-18 is {abs(gap):.1f} AP50 points {'ahead of' if gap >= 0 else 'behind'} "
-            "Plain-18, the same 18 layers without shortcuts. On this short schedule from scratch "
-            "expect the residual net far ahead: the paper (Sec. 4.1) found ResNet-18 converging "
-            "faster than plain-18, and deeper plain nets training worse than shallower ones."
-        )
-    lines.append(
-        f"What to expect with the shipped settings: AP50 {measured} (measured on two CPU types "
-        "at one commit). A machine repeats its own figures exactly, but another CPU type may "
-        "differ by 10 points and more: its kernels round floating point differently, and "
-        "training from scratch amplifies that (docs/getting_started.md, \"The CPU demo\")."
-    )
+def seeds_text(seeds):
+    seeds = sorted(seeds)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+def demo_summary(results, *, minutes, opts=()):
+    """What the printed numbers show, and nothing more: each network's AP50 (mean and range over
+    the seeds), how the ResNet compares with the plain net of the same depth seed by seed, and
+    whether each figure lies where the shipped settings' measured seeds say a new seed lands.
+    `results`: {network: {seed: {"AP50": .., "AP": ..}}}."""
+    some = next(iter(results.values()))
+    seeds = sorted(some)
+    parts = []
+    for name, by_seed in results.items():
+        ap50 = Spread.of([by_seed[s]["AP50"] for s in seeds])
+        ap = Spread.of([by_seed[s]["AP"] for s in seeds])
+        if len(seeds) == 1:
+            parts.append(f"{title_of(name)} AP50 {ap50.mean:.1f} (AP {ap.mean:.1f})")
+        else:
+            parts.append(f"{title_of(name)} AP50 {ap50.describe(bounds=(0, 100))}, AP "
+                         f"{ap.mean:.1f}")
+    lines = [f"result on the synthetic validation split, {seeds_text(seeds)}: "
+             + ", ".join(parts) + "."]
+    residual = next((name for name in results if name.startswith("resnet")), None)
+    plain = next((name for name in results if name.startswith("plain")), None)
+    if residual and plain:
+        gaps = [results[residual][s]["AP50"] - results[plain][s]["AP50"] for s in seeds]
+        lines.append(comparison(title_of(residual), title_of(plain), gaps))
+    lines.append(expectation(results, seeds, changed=bool(opts)))
     if opts:
-        lines.append(f"(You changed the settings with {' '.join(opts)}: the expected figures "
-                     "above do not apply.)")
+        lines.append(f"(You changed the settings with {' '.join(opts)}: the expected ranges "
+                     "above are those of the shipped settings and do not apply.)")
     lines.append(f"total time {minutes:.1f} min")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main()
+def comparison(residual, plain, gaps):
+    """The residual net against the plain one, seed by seed, in the words the gaps support."""
+    if len(gaps) == 1:
+        gap = gaps[0]
+        return (f"{residual} is {abs(gap):.1f} AP50 points {'ahead of' if gap >= 0 else 'behind'}"
+                f" {plain} at this seed. One seed does not rank them: run --seeds 3 or more for"
+                " the spread between seeds (docs/demos.md).")
+    ahead = sum(gap > 0 for gap in gaps)
+    span = f"{min(gaps):+.1f} to {max(gaps):+.1f}"
+    if ahead == len(gaps):
+        verdict = f"{residual} is ahead of {plain} at every one of the {len(gaps)} seeds"
+    elif ahead == 0:
+        verdict = f"{residual} is behind {plain} at every one of the {len(gaps)} seeds"
+    else:
+        verdict = (f"{residual} is ahead of {plain} at {ahead} of {len(gaps)} seeds and behind"
+                   " at the others: these seeds do not rank them")
+    return f"{verdict} (AP50 difference {span} points)."
+
+
+def expectation(results, seeds, *, changed):
+    """Each network's measured new-seed range, and whether this run's seeds fall inside it."""
+    known = {name: EXPECTED_AP50.get(name) for name in results}
+    ranges = "; ".join(f"{title_of(name)} {low:.1f} to {high:.1f}"
+                       for name, bounds in known.items() if bounds for low, high in [bounds])
+    if not ranges:
+        return "No measured range of the shipped settings exists for these networks yet."
+    text = (f"Where one new seed lands with the shipped settings (95 %, from 3 measured seeds, "
+            f"docs/demos.md): AP50 {ranges}.")
+    if changed:
+        return text
+    outside = [f"{title_of(name)} seed {seed} ({results[name][seed]['AP50']:.1f})"
+               for name, bounds in known.items() if bounds for seed in seeds
+               if not bounds[0] <= results[name][seed]["AP50"] <= bounds[1]]
+    if outside:
+        return text + " Outside it: " + ", ".join(outside) + "."
+    return text + " Every figure above lies inside."

@@ -23,7 +23,7 @@ model.roi_heads.update(
 )
 model.roi_heads.pooler.update(output_size=6, pooler_type="ROIAlignV2")
 model.roi_heads.box_predictor.update(test_score_thresh=0.01, test_nms_thresh=0.3)
-optimizer.update(lr=0.04, weight_decay=0.0001)
+optimizer.update(lr=0.0025, weight_decay=0.0001)  # 0.02 at batch 16, per image
 train.update(max_iter=lr_multiplier.scheduler.num_updates, device="cpu", seed=0,
              output_dir="output/demo/resnet18_c4_lazy")
 train.checkpointer.period = 400
