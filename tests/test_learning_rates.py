@@ -1,6 +1,8 @@
 """Every shipped config trains at the paper's learning rate per image, scaled linearly to its
 batch (Goyal et al. 2017): CIFAR-10 0.1 at batch 128 and ImageNet 0.1 at batch 256 (He et al.
-2015), detection 0.02 at batch 16 (the full-scale VOC and COCO configs, Detectron2's tested rate).
+2015), VGG-16 on ImageNet 0.01 at batch 256 (Simonyan & Zisserman 2015: without BN it does not
+train at 0.1), detection 0.02 at batch 16 (the full-scale VOC and COCO configs, Detectron2's
+tested rate).
 The laptop demos train with small batches; at a higher rate per image the deeper nets of the
 classification demo stalled near chance on some seeds, and the detection demo's Plain-18 fell
 far behind ResNet-18."""
@@ -13,7 +15,8 @@ from resnet_backbone import model_zoo
 from resnet_backbone.engine import lazy
 from resnet_backbone.model_zoo import config_root
 
-RATE_PER_IMAGE = {"CIFAR-10": 0.1 / 128, "ImageNet": 0.1 / 256, "detection": 0.02 / 16}
+RATE_PER_IMAGE = {"CIFAR-10": 0.1 / 128, "ImageNet": 0.1 / 256, "ImageNet, VGG-16": 0.01 / 256,
+                  "detection": 0.02 / 16}
 YAML_LEAVES = [name for name in model_zoo.list_configs()
                if name.endswith(".yaml") and not Path(name).name.startswith("Base-")]
 DEMO_LAZY_LEAVES = sorted(str(p.relative_to(config_root())) for p in
@@ -23,7 +26,9 @@ DEMO_LAZY_LEAVES = sorted(str(p.relative_to(config_root())) for p in
 def family_of(cfg):
     if cfg.MODEL.META_ARCHITECTURE != "ImageClassifier":
         return "detection"
-    return "CIFAR-10" if "cifar" in cfg.MODEL.BACKBONE.NAME else "ImageNet"
+    if "cifar" in cfg.MODEL.BACKBONE.NAME:
+        return "CIFAR-10"
+    return "ImageNet, VGG-16" if "vgg16" in cfg.MODEL.BACKBONE.NAME else "ImageNet"
 
 
 def test_the_demos_are_among_the_configs_checked():

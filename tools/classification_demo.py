@@ -23,6 +23,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from report import classifier_of, error_curves, read_run, write_report  # noqa: E402
+from seed_options import add_seed_options, seeds_of  # noqa: E402
 from seed_spread import Spread  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,18 +39,11 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default=os.path.join(REPO, "output",
                                                              "classification_demo"))
     parser.add_argument("--nets", nargs="+", choices=NETS, default=list(NETS))
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="train every network with this many seeds (SEED), from --first-seed")
-    parser.add_argument("--first-seed", type=int, default=0)
+    add_seed_options(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="KEY VALUE overrides passed to every pretrain_net run")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    if args.first_seed < 0:
-        parser.error(f"--first-seed must not be negative, got {args.first_seed}")
-    if "SEED" in args.opts[::2]:
-        parser.error("give the seeds with --seeds/--first-seed, not SEED among the overrides")
+    args.seed_list = seeds_of(parser, args)
     return args
 
 
@@ -116,7 +110,7 @@ def depth_comparison(runs):
 def main(argv=None):
     args = parse_args(argv)
     start = time.monotonic()
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    seeds = args.seed_list
     runs = {net: [train(net, seed, args.output_dir, args.opts) for seed in seeds]
             for net in args.nets}
     markdown = os.path.join(args.output_dir, "report.md")

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from demo_diagnosis import diagnose, diagnosis_table  # noqa: E402
 from draw_detections import draw_detections  # noqa: E402
 from report import flatten_metrics, read_run, write_report  # noqa: E402
+from seed_options import add_seed_options, seeds_of  # noqa: E402
 from seed_spread import Spread  # noqa: E402
 
 from resnet_backbone.data import prepare_dataset  # noqa: E402
@@ -71,9 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default=os.path.join(REPO, "output", "demo"))
     parser.add_argument("--depth", type=int, choices=DEPTHS, default=18,
                         help="train ResNet-18 and Plain-18 (default) or ResNet-34 and Plain-34")
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="train every network with this many seeds (SEED), from --first-seed")
-    parser.add_argument("--first-seed", type=int, default=0)
+    add_seed_options(parser)
     parser.add_argument("--no-plain", action="store_true", help="train only the ResNet")
     parser.add_argument("--num-pictures", type=int, default=4)
     parser.add_argument("--diagnose", action="store_true",
@@ -81,12 +80,7 @@ def parse_args(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="KEY VALUE overrides passed to every train_net run")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    if args.first_seed < 0:
-        parser.error(f"--first-seed must not be negative, got {args.first_seed}")
-    if "SEED" in args.opts[::2]:
-        parser.error("give the seeds with --seeds/--first-seed, not SEED among the overrides")
+    args.seed_list = seeds_of(parser, args)
     return args
 
 
@@ -144,7 +138,7 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.monotonic()
     names = network_names(args.depth, plain=not args.no_plain)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    seeds = args.seed_list
     run_dirs = train_all([(name, seed) for seed in seeds for name in names], args.output_dir,
                          args.opts)
     for name in names:
@@ -245,3 +239,7 @@ def expectation(results, seeds, *, changed):
     if outside:
         return text + " Outside it: " + ", ".join(outside) + "."
     return text + " Every figure above lies inside."
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """PNG pictures of a finished run's detections: ground truth on the left, predictions on the right.
 
-    python tools/draw_detections.py output/demo/resnet18_c4 [--dataset synthetic_shapes_val] \
-        [--num-images 4] [--score-threshold 0.5] [--output-dir output/demo/resnet18_c4/pictures]
+    python tools/draw_detections.py output/demo/resnet18_c4/seed0 \
+        [--dataset synthetic_shapes_val] [--num-images 4] [--score-threshold 0.5] \
+        [--output-dir output/demo/resnet18_c4/seed0/pictures]
 
 The run's config and model_final.pth (or last checkpoint) predict as Detectron2's
 DefaultPredictor does; both panels are drawn by its Visualizer (resnet_backbone/inference.py, shared
