@@ -17,8 +17,8 @@ TINY_CLASSIFIER = ("SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.CHECKPO
 
 @pytest.mark.slow
 def test_classification_demo_trains_every_seed_and_reports_them(train_net, tmp_path):
-    result = train_net("--output-dir", str(tmp_path), "--seeds", "2", "--nets", "plain20",
-                       "plain56", *TINY_CLASSIFIER, config=None, script=CLASSIFICATION_DEMO,
+    result = train_net("--output-dir", str(tmp_path), "--nets", "plain20", "plain56", "--seeds",
+                       "2", *TINY_CLASSIFIER, config=None, script=CLASSIFICATION_DEMO,
                        timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     for net in ("plain20", "plain56"):

@@ -6,8 +6,10 @@ generated on first use), then writes the report (tools/report.py: the validation
 their spread over seeds, every seed's training/validation error curves with plain nets and
 ResNets side by side) and prints the final errors and what they show.
 
-    python tools/classification_demo.py [--output-dir output/classification_demo] [--seeds N]
-        [--first-seed S] [--nets plain20 plain56 resnet20 resnet56] [KEY VALUE ...]
+    python tools/classification_demo.py [--output-dir output/classification_demo]
+        [--nets plain20 plain56 resnet20 resnet56] [--seeds N] [--first-seed S] [KEY VALUE ...]
+
+(--nets takes every word up to the next option: give another option after it before KEY VALUE.)
 
 Each run's folder is OUTPUT/<net>/seed<S>, e.g. output/classification_demo/resnet56/seed0.
 """
