@@ -45,6 +45,20 @@ class DistributedJobError(RuntimeError):
     stopped."""
 
 
+def share_rank0_buffers(model):
+    """Give every process of the job rank 0's buffers (BN running statistics). DDP sends rank
+    0's buffers at the start of each training forward, but that forward then updates each
+    rank's copy from its own batch, so after training the ranks hold different statistics and
+    the checkpoint holds rank 0's. An evaluation that scores each rank's share of the images
+    with that rank's own statistics then scores no model that exists on disk, and differs from
+    `--eval-only` of the saved weights and from a run resumed from them."""
+    if comm.get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def dist_timeout():
     return timedelta(minutes=float(os.environ.get(TIMEOUT_ENV, "10")))
 

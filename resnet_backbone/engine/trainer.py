@@ -37,7 +37,7 @@ from ..modeling.description import YACS
 from ..modeling.fast_path import apply_fast_path
 from ..weights.checkpoint import ResNetBackboneCheckpointer
 from ..weights.metadata import METADATA_KEY, metadata_of_model
-from .distributed import create_ddp_model
+from .distributed import create_ddp_model, share_rank0_buffers
 from .hooks import EvaluationHook, IterationSeedHook, StopHook
 from .preemption import ShieldedLoader, deferred
 from .startup import check_detection_run, model_skeleton
@@ -202,8 +202,10 @@ class Trainer(DefaultTrainer):
         return {f"{key}_TTA": value for key, value in results.items()}
 
     def evaluate(self):
-        """Evaluate the model on DATASETS.TEST (the evaluation hook's function); the results
-        are kept as `last_results`."""
+        """Evaluate the model on DATASETS.TEST (the evaluation hook's function), every process
+        with rank 0's BN statistics (those a checkpoint holds); the results are kept as
+        `last_results`."""
+        share_rank0_buffers(self.model)
         self.last_results = self.test(self.cfg, self.model)
         return self.last_results
 
