@@ -108,7 +108,7 @@ def train_all(jobs, output_dir, opts):
     at_once = min(len(jobs), cores)
     threads = max(1, cores // at_once)
     run_dirs = {job: run_dir_of(output_dir, *job) for job in jobs}
-    waiting, running, failed = list(jobs), {}, []
+    waiting, running, failed = list(jobs), {}, {}
     while waiting or running:
         while waiting and len(running) < at_once and not failed:
             job = waiting.pop(0)
@@ -128,9 +128,10 @@ def train_all(jobs, output_dir, opts):
                 log.close()
             if code:
                 where = "above" if log is None else log.name
-                failed.append(f"{job[0]} seed {job[1]} (exit status {code}, log {where})")
+                failed[job] = f"{job[0]} seed {job[1]} (exit status {code}, log {where})"
     if failed:
-        raise SystemExit("demo training failed: " + ", ".join(failed))
+        raise SystemExit("demo training failed: "
+                         + ", ".join(failed[job] for job in jobs if job in failed))
     return run_dirs
 
 
