@@ -91,7 +91,10 @@ def depth_comparison(runs):
         shallow, deep = runs.get(f"{kind}20"), runs.get(f"{kind}56")
         if not shallow or not deep:
             continue
-        differences = [final_errors(d)[1] - final_errors(s)[1] for s, d in zip(shallow, deep)]
+        pairs = [(final_errors(s)[1], final_errors(d)[1]) for s, d in zip(shallow, deep)]
+        differences = [d - s for s, d in pairs if s is not None and d is not None]
+        if not differences:  # no validation error logged (TEST.EVAL_PERIOD 0)
+            continue
         worse = sum(d > 0 for d in differences)
         span = f"{min(differences):+.1f} to {max(differences):+.1f}"
         if len(differences) == 1:
